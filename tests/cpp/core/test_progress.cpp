@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "standin/core/progress.hpp"
 
 namespace standin {

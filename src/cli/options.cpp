@@ -1,0 +1,171 @@
+#include "options.hpp"
+
+#include <CLI/CLI.hpp>
+#include <sstream>
+
+#include <torch/version.h>
+
+namespace standin::cli {
+namespace {
+
+void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) {
+  auto* input = cmd.add_option("-i,--input", o.input,
+                               needs_source ? "Source video whose character is replaced"
+                                            : "Driving video whose poses animate the reference");
+  if (needs_source) input->required();
+  cmd.add_option("-r,--reference", o.reference, "Reference image of the new character")
+      ->required();
+  cmd.add_option("-o,--output", o.output, "Output video (.mp4)")->required();
+  cmd.add_option("-b,--bundle", o.bundle, "Model bundle directory (default: $STANDIN_BUNDLE, then models/tiny)");
+  cmd.add_option("--device", o.device, "cpu | cuda | cuda:N")->capture_default_str();
+  cmd.add_option("--dtype", o.dtype, "fp32 | fp16 | bf16 (default: the bundle's)")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  cmd.add_option("--size", o.size, "Work resolution WxH (default: the bundle's)");
+  cmd.add_option("--steps", o.steps, "Denoising steps (default: the bundle's)")->check(CLI::Range(1, 1000));
+  cmd.add_option("--cfg", o.cfg, "Classifier-free guidance scale (default: the bundle's)")->check(CLI::Range(0.0, 50.0));
+  cmd.add_option("--seed", o.seed, "Random seed; same seed and device give the same output")->capture_default_str();
+  cmd.add_option("--window", o.window, "Frames per temporal window")->check(CLI::Range(1, 256));
+  cmd.add_option("--overlap", o.overlap, "Frames shared by neighbouring windows")->check(CLI::Range(0, 255));
+  cmd.add_option("--sampler", o.sampler, "ddim | dpmpp-2m")
+      ->check(CLI::IsMember({"ddim", "dpmpp-2m"}))
+      ->capture_default_str();
+  cmd.add_option("--mask", o.mask, "Character mask video (white = character) instead of the built-in segmentation");
+  cmd.add_option("--poses", o.poses, "poses.json (from `standin extract`) instead of the built-in pose tracker");
+  cmd.add_option("--object-mask", o.object_mask, "Mask video of objects the character interacts with");
+  cmd.add_option("--person", o.person, "Which person to replace: auto | track id")->capture_default_str();
+  cmd.add_option("--crf", o.crf, "x264 quality (lower = better)")->check(CLI::Range(0, 51))->capture_default_str();
+  cmd.add_option("--preview", o.preview, "Also write a side-by-side preview video here");
+  cmd.add_option("--metrics", o.metrics, "Write stage timings and settings as JSON here");
+  cmd.add_option("--cache", o.cache, "Keep finished work here so an interrupted run resumes");
+}
+
+}  // namespace
+
+std::string version_string() {
+  std::ostringstream out;
+  out << "standin " << STANDIN_VERSION << " (LibTorch " << TORCH_VERSION << ")";
+  return out.str();
+}
+
+ParseOutcome parse_command_line(int argc, const char* const* argv) {
+  CommandLine line;
+  CLI::App app{"standin: replace a character in a video with the character of a reference image", "standin"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", version_string());
+  app.add_flag("-v,--verbose", line.global.verbosity, "More log detail (repeat for trace)");
+  app.add_flag("-q,--quiet", line.global.quiet, "Warnings and errors only");
+  app.add_flag("--log-json", line.global.log_json, "Log one JSON object per line on stderr");
+  app.add_flag("-y,--overwrite", line.global.overwrite, "Allow replacing an existing output");
+  app.footer("Exit codes: 0 ok, 1 compare below threshold, 2 usage, 3 bad input, 4 model/bundle error,\n5 runtime failure, 130 interrupted.\n");
+
+  auto* replace = app.add_subcommand("replace", "Replace the character of a video with the reference character");
+  add_generate_options(*replace, line.generate, /*needs_source=*/true);
+  auto* animate = app.add_subcommand("animate", "Animate the reference image with the poses of a video (no environment)");
+  add_generate_options(*animate, line.generate, /*needs_source=*/false);
+
+  auto* extract = app.add_subcommand("extract", "Write poses.json, pose/mask/overlay videos for a video");
+  extract->add_option("-i,--input", line.extract.input, "Video to analyse")->required();
+  extract->add_option("-o,--output", line.extract.output_dir, "Output directory")->required();
+  extract->add_option("--person", line.extract.person, "auto | track id")->capture_default_str();
+  extract->add_option("--vision-models", line.extract.vision_models, "Converted MediaPipe models (default: models/vision)");
+  extract->add_option("--device", line.extract.device, "cpu | cuda | cuda:N")->capture_default_str();
+
+  auto* models = app.add_subcommand("models", "List or verify model bundles");
+  models->add_option("bundles", line.models.bundles, "Bundle directories (default: the known locations)");
+  models->add_flag("--verify", line.models.verify, "Check sha256 and run each module's contract dry run");
+  models->add_option("--device", line.models.device, "Device for --verify")->capture_default_str();
+
+  auto* compare = app.add_subcommand("compare", "PSNR/SSIM between two videos; fails past a threshold");
+  compare->add_option("a", line.compare.a, "First video")->required();
+  compare->add_option("b", line.compare.b, "Second video")->required();
+  compare->add_option("--mask", line.compare.mask, "Mask video: also report inside/outside");
+  compare->add_flag("--json", line.compare.json, "Print JSON");
+  compare->add_option("--min-psnr", line.compare.min_psnr, "Exit 1 if whole-frame PSNR is lower (dB)");
+
+  auto* batch = app.add_subcommand("batch", "Run many replace/animate jobs from a JSON-lines file");
+  batch->add_option("jobs", line.batch.jobs, "JOBS.jsonl")->required();
+  batch->add_option("--shard", line.batch.shard, "I/N: run only jobs with index % N == I");
+  batch->add_option("--status", line.batch.status_file, "Status file (default: JOBS.jsonl.status.json)");
+  batch->add_option("--log-dir", line.batch.log_dir, "Per-job logs (default: next to the jobs file)");
+
+  ParseOutcome outcome;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    outcome.text = app.help();
+    return outcome;
+  } catch (const CLI::CallForAllHelp&) {
+    outcome.text = app.help("", CLI::AppFormatMode::All);
+    return outcome;
+  } catch (const CLI::CallForVersion&) {
+    outcome.text = version_string() + "\n";
+    return outcome;
+  } catch (const CLI::ParseError& e) {
+    outcome.text = std::string("error: ") + e.what() + "\nRun with --help for usage.\n";
+    outcome.exit_code = static_cast<int>(ExitCode::usage);
+    return outcome;
+  }
+
+  if (replace->parsed()) line.command = Subcommand::replace;
+  if (animate->parsed()) line.command = Subcommand::animate;
+  if (extract->parsed()) line.command = Subcommand::extract;
+  if (models->parsed()) line.command = Subcommand::models;
+  if (compare->parsed()) line.command = Subcommand::compare;
+  if (batch->parsed()) line.command = Subcommand::batch;
+
+  auto usage_error = [&](const std::string& message) {
+    outcome.text = "error: " + message + "\nRun with --help for usage.\n";
+    outcome.exit_code = static_cast<int>(ExitCode::usage);
+    return outcome;
+  };
+  if (line.command == Subcommand::replace || line.command == Subcommand::animate) {
+    if (!line.generate.size.empty()) {
+      auto size = parse_size(line.generate.size);
+      if (!size.ok()) return usage_error(size.error().message);
+    }
+    if (line.command == Subcommand::animate && line.generate.input.empty() && line.generate.poses.empty())
+      return usage_error("animate needs a driving video (-i) or --poses");
+  }
+  if (line.command == Subcommand::batch && !line.batch.shard.empty()) {
+    auto shard = parse_shard(line.batch.shard);
+    if (!shard.ok()) return usage_error(shard.error().message);
+  }
+  outcome.command = std::move(line);
+  return outcome;
+}
+
+Result<std::pair<int, int>> parse_size(const std::string& text) {
+  const auto x = text.find_first_of("xX");
+  auto bad = [&] {
+    return Error::usage("--size must look like 512x768 (width x height, multiples of 8, up to 8192), got '" + text + "'");
+  };
+  if (x == std::string::npos || x == 0 || x + 1 >= text.size()) return bad();
+  int w = 0, h = 0;
+  try {
+    size_t used_w = 0, used_h = 0;
+    w = std::stoi(text.substr(0, x), &used_w);
+    h = std::stoi(text.substr(x + 1), &used_h);
+    if (used_w != x || used_h != text.size() - x - 1) return bad();
+  } catch (const std::exception&) {
+    return bad();
+  }
+  if (w <= 0 || h <= 0 || w % 8 || h % 8 || w > 8192 || h > 8192) return bad();
+  return std::make_pair(w, h);
+}
+
+Result<std::pair<int, int>> parse_shard(const std::string& text) {
+  const auto slash = text.find('/');
+  auto bad = [&] { return Error::usage("--shard must look like I/N with 0 <= I < N, got '" + text + "'"); };
+  if (slash == std::string::npos) return bad();
+  try {
+    size_t used_i = 0, used_n = 0;
+    const int i = std::stoi(text.substr(0, slash), &used_i);
+    const int n = std::stoi(text.substr(slash + 1), &used_n);
+    if (used_i != slash || used_n != text.size() - slash - 1 || n <= 0 || i < 0 || i >= n) return bad();
+    return std::make_pair(i, n);
+  } catch (const std::exception&) {
+    return bad();
+  }
+}
+
+}  // namespace standin::cli

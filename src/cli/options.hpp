@@ -1,0 +1,100 @@
+#pragma once
+// The command line as plain data. Parsing lives in options.cpp so tests can check it without
+// running anything; main.cpp only dispatches.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "standin/core/error.hpp"
+
+namespace standin::cli {
+
+struct GlobalOptions {
+  int verbosity = 0;
+  bool quiet = false;
+  bool log_json = false;
+  bool overwrite = false;  // -y
+};
+
+// Shared by replace and animate.
+struct GenerateOptions {
+  std::string input;      // source video (replace) / driving video (animate)
+  std::string reference;  // reference image
+  std::string output;
+  std::string bundle;     // empty = default bundle lookup
+  std::string device = "cpu";
+  std::string dtype;      // empty = bundle's dtype
+  std::string size;       // "WxH"; empty = bundle default
+  int steps = 0;          // 0 = bundle default
+  double cfg = -1;        // <0 = bundle default
+  int64_t seed = 0;
+  int window = 0;         // 0 = bundle default
+  int overlap = -1;       // <0 = bundle default
+  std::string sampler = "ddim";
+  std::string mask;         // --mask VIDEO (bring your own character mask)
+  std::string poses;        // --poses FILE.json
+  std::string object_mask;  // --object-mask VIDEO
+  std::string person = "auto";
+  int crf = 18;
+  std::string preview;
+  std::string metrics;
+  std::string cache;
+};
+
+struct ExtractOptions {
+  std::string input;
+  std::string output_dir;
+  std::string person = "auto";
+  std::string vision_models;  // empty = default lookup
+  std::string device = "cpu";
+};
+
+struct CompareOptions {
+  std::string a, b, mask;
+  bool json = false;
+  std::optional<double> min_psnr;
+};
+
+struct ModelsOptions {
+  std::vector<std::string> bundles;  // empty = list known locations
+  bool verify = false;
+  std::string device = "cpu";
+};
+
+struct BatchOptions {
+  std::string jobs;
+  std::string shard;  // "I/N"
+  std::string status_file;
+  std::string log_dir;
+};
+
+enum class Subcommand { none, replace, animate, extract, models, compare, batch };
+
+struct CommandLine {
+  GlobalOptions global;
+  Subcommand command = Subcommand::none;
+  GenerateOptions generate;
+  ExtractOptions extract;
+  CompareOptions compare;
+  ModelsOptions models;
+  BatchOptions batch;
+};
+
+// What parsing produced: a command to run, or text to print and an exit code (help, version,
+// usage errors). Never exits the process.
+struct ParseOutcome {
+  std::optional<CommandLine> command;
+  std::string text;  // help/version on stdout, error on stderr
+  int exit_code = 0;
+};
+
+ParseOutcome parse_command_line(int argc, const char* const* argv);
+
+// "512x768" -> {512, 768}; both positive multiples of 8 up to 8192.
+Result<std::pair<int, int>> parse_size(const std::string& text);
+// "2/8" -> {2, 8} with 0 <= I < N.
+Result<std::pair<int, int>> parse_shard(const std::string& text);
+
+std::string version_string();
+
+}  // namespace standin::cli

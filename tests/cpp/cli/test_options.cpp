@@ -1,0 +1,94 @@
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "options.hpp"
+
+namespace standin::cli {
+namespace {
+
+ParseOutcome parse(std::vector<const char*> args) {
+  args.insert(args.begin(), "standin");
+  return parse_command_line(static_cast<int>(args.size()), args.data());
+}
+
+TEST(CommandLine, ReplaceWithDefaults) {
+  auto out = parse({"replace", "-i", "in.mp4", "-r", "ref.png", "-o", "out.mp4"});
+  ASSERT_TRUE(out.command) << out.text;
+  EXPECT_EQ(out.command->command, Subcommand::replace);
+  EXPECT_EQ(out.command->generate.input, "in.mp4");
+  EXPECT_EQ(out.command->generate.reference, "ref.png");
+  EXPECT_EQ(out.command->generate.output, "out.mp4");
+  EXPECT_EQ(out.command->generate.device, "cpu");
+  EXPECT_EQ(out.command->generate.sampler, "ddim");
+  EXPECT_EQ(out.command->generate.crf, 18);
+  EXPECT_FALSE(out.command->global.overwrite);
+}
+
+TEST(CommandLine, GlobalFlags) {
+  auto out = parse({"-vv", "--log-json", "-y", "replace", "-i", "a", "-r", "b", "-o", "c", "--steps", "4",
+                    "--size", "256x384", "--sampler", "dpmpp-2m", "--seed", "42"});
+  ASSERT_TRUE(out.command) << out.text;
+  EXPECT_EQ(out.command->global.verbosity, 2);
+  EXPECT_TRUE(out.command->global.log_json);
+  EXPECT_TRUE(out.command->global.overwrite);
+  EXPECT_EQ(out.command->generate.steps, 4);
+  EXPECT_EQ(out.command->generate.seed, 42);
+  EXPECT_EQ(out.command->generate.sampler, "dpmpp-2m");
+}
+
+TEST(CommandLine, UsageErrorsExitTwo) {
+  EXPECT_EQ(parse({}).exit_code, 2);
+  EXPECT_EQ(parse({"replace", "-i", "a", "-o", "c"}).exit_code, 2);              // no reference
+  EXPECT_EQ(parse({"replace", "-i", "a", "-r", "b", "-o", "c", "--steps", "0"}).exit_code, 2);
+  EXPECT_EQ(parse({"replace", "-i", "a", "-r", "b", "-o", "c", "--sampler", "euler"}).exit_code, 2);
+  auto bad_size = parse({"replace", "-i", "a", "-r", "b", "-o", "c", "--size", "512by768"});
+  EXPECT_EQ(bad_size.exit_code, 2);
+  EXPECT_NE(bad_size.text.find("--size must look like 512x768"), std::string::npos) << bad_size.text;
+  EXPECT_EQ(parse({"animate", "-r", "b", "-o", "c"}).exit_code, 2);  // nothing drives the animation
+  EXPECT_EQ(parse({"batch", "jobs.jsonl", "--shard", "3/3"}).exit_code, 2);
+  EXPECT_EQ(parse({"frobnicate"}).exit_code, 2);
+}
+
+TEST(CommandLine, HelpAndVersionExitZero) {
+  auto help = parse({"--help"});
+  EXPECT_FALSE(help.command);
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.text.find("replace"), std::string::npos);
+  EXPECT_NE(help.text.find("Exit codes"), std::string::npos);
+  auto version = parse({"--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.text.rfind("standin ", 0), 0u) << version.text;
+}
+
+TEST(CommandLine, OtherSubcommands) {
+  auto cmp = parse({"compare", "a.mp4", "b.mp4", "--min-psnr", "35", "--json"});
+  ASSERT_TRUE(cmp.command) << cmp.text;
+  EXPECT_EQ(cmp.command->command, Subcommand::compare);
+  ASSERT_TRUE(cmp.command->compare.min_psnr.has_value());
+  EXPECT_DOUBLE_EQ(*cmp.command->compare.min_psnr, 35.0);
+  auto ext = parse({"extract", "-i", "v.mp4", "-o", "outdir", "--person", "2"});
+  ASSERT_TRUE(ext.command) << ext.text;
+  EXPECT_EQ(ext.command->extract.person, "2");
+  auto batch = parse({"batch", "jobs.jsonl", "--shard", "1/4"});
+  ASSERT_TRUE(batch.command) << batch.text;
+  EXPECT_EQ(batch.command->batch.shard, "1/4");
+}
+
+TEST(ParseSize, AcceptsAndRejects) {
+  auto ok = parse_size("512x768");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok.value(), std::make_pair(512, 768));
+  for (const char* bad : {"", "x", "512x", "x768", "512x770", "0x64", "-8x8", "512x768x3", "16384x64", "abcxdef"})
+    EXPECT_FALSE(parse_size(bad).ok()) << bad;
+}
+
+TEST(ParseShard, AcceptsAndRejects) {
+  auto ok = parse_shard("2/8");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok.value(), std::make_pair(2, 8));
+  for (const char* bad : {"", "1", "1/0", "8/8", "-1/4", "a/b", "1/4/2"}) EXPECT_FALSE(parse_shard(bad).ok()) << bad;
+}
+
+}  // namespace
+}  // namespace standin::cli
