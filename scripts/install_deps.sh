@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything standin needs on Debian 12 (run as root). Idempotent and quiet when done.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libtorch-dev python3-torch python3-numpy python3-pytest python3-flatbuffers
+  libopencv-dev
+  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev ffmpeg
+  libcli11-dev libspdlog-dev nlohmann-json3-dev libgtest-dev googletest
+  opencv-doc nodejs npm
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=""
+  [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
