@@ -1,0 +1,68 @@
+#pragma once
+// Person tracker on MediaPipe BlazePose converted to TorchScript (models/vision, see
+// docs/VISION.md for the conversion and docs/VISION_CPP.md for the C++ side):
+//   detector (224x224, SSD anchors, weighted NMS) -> ROI (alignment-point rule) ->
+//   landmarks 256x256 (33 + 2 aux points, segmentation) -> next frame's ROI from the landmarks,
+//   re-detecting when a track is lost -> One Euro smoothing -> refined soft mask.
+// Several people are tracked with IoU-matched identities; one of them is the target.
+#include <memory>
+#include <string>
+
+#include <opencv2/core.hpp>
+
+#include "standin/core/error.hpp"
+#include "standin/vision/mask.hpp"
+#include "standin/vision/pose.hpp"
+
+namespace standin::vision {
+
+struct TrackerOptions {
+  std::string landmark_model = "full";  // lite | full | heavy (must exist in vision.json)
+  int target_track = -1;               // -1 = auto (largest / most central track); N = track id N
+  int max_people = 4;                  // tracks kept at once
+  float detection_threshold = 0.5f;    // detector score to start a track
+  float presence_threshold = 0.5f;     // landmark presence below this = track lost
+  int detect_interval = 8;             // also run the detector every N frames to find newcomers (0 = only when no track)
+  int max_missed = 15;                 // frames a lost track keeps its id for re-association
+  bool smooth = true;                  // One Euro filter on landmarks
+  float smooth_min_cutoff = 0.05f;     // One Euro parameters in normalised units (MediaPipe's pose defaults)
+  float smooth_beta = 80.0f;
+  float smooth_derivate_cutoff = 1.0f;
+  bool segmentation = true;            // per-frame target mask
+  MaskRefineOptions mask;
+  double fps = 30.0;                   // for the smoothing filter
+  int threads = 0;                     // torch intra-op threads, 0 = leave as is
+};
+
+class PersonTracker {
+ public:
+  // models_dir: folder with vision.json and the .pt files (empty = "models/vision" next to the
+  // working directory, then $STANDIN_VISION_MODELS). device: "cpu" | "cuda" | "cuda:N".
+  // Missing/corrupt models -> Error::model; bad device -> Error::usage.
+  static Result<PersonTracker> create(const std::string& models_dir, const std::string& device,
+                                      TrackerOptions options = {});
+  PersonTracker(PersonTracker&&) noexcept;
+  PersonTracker& operator=(PersonTracker&&) noexcept;
+  ~PersonTracker();
+
+  // rgb_frame: CV_8UC3 RGB. Frames must come in order; `index` is recorded in the result.
+  Result<FrameAnalysis> process(const cv::Mat& rgb_frame, int64_t index);
+  // Single image, no temporal state (detector always, no smoothing, no EMA).
+  Result<ReferenceAnalysis> analyze_reference(const cv::Mat& rgb_image);
+  void reset();
+
+  const TrackerOptions& options() const;
+  // Frames so far where the target (or, in auto mode, any person) was missing.
+  int64_t frames_without_target() const;
+
+ private:
+  struct Impl;
+  explicit PersonTracker(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Convenience: one-shot reference analysis (creates a tracker).
+Result<ReferenceAnalysis> analyze_reference(const cv::Mat& rgb_image, const std::string& models_dir,
+                                            const std::string& device, const TrackerOptions& options = {});
+
+}  // namespace standin::vision
