@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Write a standin model bundle (model.json + one TorchScript file per module).
+
+  /usr/bin/python3 scripts/export_bundle.py --config tiny --out models/tiny
+  /usr/bin/python3 scripts/export_bundle.py --config sd15 --checkpoint-dir /path/to/pretrained_weights \
+      --dtype float16 --out models/sd15
+  /usr/bin/python3 scripts/export_bundle.py --config sd15 --count-only
+
+Without --checkpoint-dir the weights are random (seeded, deterministic).  See docs/BUNDLE.md.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from standin_model.config import get_config  # noqa: E402
+
+
+def _reexec_with_fixed_hash_seed() -> None:
+    """TorchScript's printed code lists some constants in set order, which depends on Python's
+    hash seed; fix it so the same arguments give byte-identical files (and sha256)."""
+    if os.environ.get("PYTHONHASHSEED") != "0" and __name__ == "__main__":
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="tiny", choices=["tiny", "sd15"])
+    ap.add_argument("--out", help="output directory (models/NAME)")
+    ap.add_argument("--name", help="bundle name (default: the directory name)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--checkpoint-dir", help="Moore-AnimateAnyone / MusePose pretrained_weights directory")
+    ap.add_argument("--reference-blocks", choices=["all", "mid_up"], help="override the config")
+    ap.add_argument("--no-object-guider", action="store_true")
+    ap.add_argument("--pose-modulation", action="store_true", help="AA2 depth-wise pose modulation")
+    ap.add_argument("--no-exercise", action="store_true",
+                    help="random weights keep the zero-initialised additions at zero")
+    ap.add_argument("--no-check", action="store_true", help="skip the reload + dry-run check")
+    ap.add_argument("--count-only", action="store_true", help="print parameter counts and exit")
+    args = ap.parse_args(argv)
+
+    import torch
+    from standin_model import export as E
+
+    overrides = {}
+    if args.reference_blocks:
+        overrides["reference_blocks"] = args.reference_blocks
+    if args.no_object_guider:
+        overrides["use_object_guider"] = False
+    if args.pose_modulation:
+        overrides["pose_modulation"] = True
+    cfg = get_config(args.config, **overrides)
+
+    if args.count_only:
+        counts = E.count_parameters(cfg)
+        for k, v in counts.items():
+            print(f"{k:32s} {v:15,d}  ({v / 1e6:.2f}M)")
+        return 0
+    if not args.out:
+        ap.error("--out is required")
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    t0 = time.time()
+    if args.checkpoint_dir:
+        from standin_model.checkpoint import load_pretrained
+        model, report = load_pretrained(cfg, args.checkpoint_dir)
+        print(report.summary())
+        weights = {"source": "checkpoint", "dir": os.path.abspath(args.checkpoint_dir), "files": report.files}
+    else:
+        model = E.build_random(cfg, seed=args.seed, exercise=not args.no_exercise)
+        weights = {"source": "random", "seed": args.seed, "exercised": not args.no_exercise}
+    name = args.name or os.path.basename(os.path.normpath(args.out))
+    print(f"exporting {cfg.name} ({args.dtype}) -> {args.out}")
+    man = E.export_bundle(model, args.out, name=name, dtype=args.dtype, weights=weights,
+                          check=not args.no_check)
+    if "check" in man:
+        print("eager vs exported max-abs error:", json.dumps(man["check"]))
+    print(f"done in {time.time() - t0:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    _reexec_with_fixed_hash_seed()
+    sys.exit(main())
