@@ -95,8 +95,8 @@ Result<InputFormatPtr> open_input(const std::string& path) {
 
 Status check_frame_size(const std::string& path, int width, int height) {
   if (width <= 0 || height <= 0)
-    return Error::bad_input(path + ": video has no valid frame size (" + std::to_string(width) +
-                            "x" + std::to_string(height) + ")");
+    return Error::bad_input(path + ": no valid picture size could be read (damaged file, or "
+                            "pictures larger than " + std::to_string(kMaxFrameSide) + " pixels a side)");
   if (width > kMaxFrameSide || height > kMaxFrameSide ||
       static_cast<int64_t>(width) * height > kMaxFramePixels)
     return Error::bad_input(path + ": frame size " + std::to_string(width) + "x" +
