@@ -497,6 +497,16 @@ class TFLiteModule(torch.nn.Module):
             env[out_id] = fn(*[env[i] for i in in_ids])
         return tuple(env[i] for i in self.output_ids)
 
+    def run_tensors(self, x, ids, start=None):
+        """Eager helper (not traced): values of the given TFLite tensor ids (internal layout).
+        start: optional {tensor id: value} to begin from intermediate tensors instead of x."""
+        env = dict(start) if start else {self.input_ids[0]: x}
+        for fn, in_ids, out_id in self.steps:
+            if out_id in env or not all(i in env for i in in_ids):
+                continue
+            env[out_id] = fn(*[env[i] for i in in_ids])
+        return {i: env[i] for i in ids}
+
 
 def load(path, output_names=None):
     with open(path, "rb") as fh:

@@ -26,6 +26,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 import cases as C  # noqa: E402
 import tflite_to_torch as T  # noqa: E402
+import tflite_edit as E  # noqa: E402
 import vision_meta as V  # noqa: E402
 
 MODELS = ["pose_detection", "pose_landmark_lite", "pose_landmark_full", "pose_landmark_heavy",
@@ -53,6 +54,32 @@ def run_runtime(model_path, inputs, wasm_dir, runtime_model=None):
                 res[name][o["name"]] = arr.reshape(o["shape"])
             res[name]["__nodes__"] = meta.get("executed_nodes")
         return res
+
+
+def run_reference(model_name, path, inputs, wasm_dir, mod, tmp_models):
+    """Runtime outputs for all cases. Models with MediaPipe's custom transpose conv run as
+    [original graph cut before the op] -> [the op as builtin TRANSPOSE_CONV + LOGISTIC]
+    (tflite_edit.py); extra keys record the intermediate and the isolated tail."""
+    model = mod.m
+    idx = [i for i, o in enumerate(model.operators) if o.name == "Convolution2DTransposeBias"]
+    if not idx:
+        return run_runtime(path, inputs, wasm_dir), None
+    data = open(path, "rb").read()
+    head, x_id = E.truncate_at_op(data, idx[0])
+    tail = E.transpose_conv_tail(model, mod, idx[0], builtin=True)
+    hp = os.path.join(tmp_models, model_name + ".head.tflite")
+    tp = os.path.join(tmp_models, model_name + ".tail.tflite")
+    open(hp, "wb").write(head)
+    open(tp, "wb").write(tail)
+    heads = run_runtime(hp, inputs, wasm_dir)
+    mids = {cn: list(v.values())[0] for cn, v in heads.items()}
+    tails = run_runtime(tp, mids, wasm_dir)
+    refs = {}
+    for cn in inputs:
+        refs[cn] = {k: v for k, v in tails[cn].items()}
+        refs[cn]["__mid__"] = mids[cn]
+        refs[cn]["__nodes__"] = {"head": heads[cn]["__nodes__"], "tail": tails[cn]["__nodes__"]}
+    return refs, x_id
 
 
 def torch_outputs(mod, x_nhwc):
@@ -135,15 +162,28 @@ def main(argv=None):
             u8s[cn] = u8
             inputs[cn] = C.model_input(u8, fam)
         path = os.path.join(a.models_dir, model_name + ".tflite")
-        runtime_model = V.runtime_model_for(model_name, path)
-        refs = run_runtime(path, inputs, a.wasm_dir, runtime_model)
         mod = T.load(path)
+        with tempfile.TemporaryDirectory() as tmp_models:
+            refs, mid_id = run_reference(model_name, path, inputs, a.wasm_dir, mod, tmp_models)
         report[model_name] = {"runtime": V.RUNTIME_DESC, "cases": {}}
-        if runtime_model != path:
-            report[model_name]["runtime_model_note"] = V.RUNTIME_MODEL_NOTE
+        if mid_id is not None:
+            report[model_name]["runtime_model_note"] = V.RUNTIME_SPLIT_NOTE
         for cn in case_names:
             got = torch_outputs(mod, inputs[cn])
             errs = errors_for(model_name, refs[cn], got)
+            if mid_id is not None:
+                x = torch.from_numpy(inputs[cn]).permute(0, 3, 1, 2).contiguous()
+                rt_mid = torch.from_numpy(refs[cn]["__mid__"]).permute(0, 3, 1, 2)
+                with torch.no_grad():
+                    mine_mid = mod.run_tensors(x, [mid_id])[mid_id]
+                    # converter's tail (custom op + sigmoid) fed with the runtime's intermediate
+                    out_id = mod.output_ids[0]
+                    tail_only = mod.run_tensors(None, [out_id], {mid_id: rt_mid})[out_id]
+                errs["head_output_before_transpose_conv"] = float(
+                    (mine_mid - rt_mid).abs().max())
+                ref_out = list(v for k, v in refs[cn].items() if not k.startswith("__"))[0]
+                errs["transpose_conv_tail_only"] = float(np.abs(
+                    np.transpose(tail_only.numpy(), (0, 2, 3, 1)) - ref_out).max())
             errs["runtime_executed_nodes"] = refs[cn]["__nodes__"]
             report[model_name]["cases"][cn] = errs
             np.savez_compressed(os.path.join(a.data_dir, f"{model_name}__{cn}.npz"),

@@ -8,7 +8,12 @@ import os
 
 RUNTIME_DESC = ("TFLite interpreter, WebAssembly build with XNNPACK delegate from npm "
                 "@tensorflow/tfjs-tflite@0.0.1-alpha.10 (tflite_web_api_cc_simd), run under Node")
-RUNTIME_MODEL_NOTE = ""
+RUNTIME_SPLIT_NOTE = (
+    "this runtime build cannot execute MediaPipe's custom op Convolution2DTransposeBias, so the "
+    "reference is two real-runtime runs chained: the ORIGINAL model cut just before that op "
+    "(every other op unchanged), then the op expressed as TFLite's builtin TRANSPOSE_CONV "
+    "(+bias) and the model's final LOGISTIC, with the model's weights (scripts/mediapipe/"
+    "tflite_edit.py)")
 
 _LANDMARK_OUTPUTS = {"Identity": "landmarks", "Identity_1": "pose_flag",
                      "Identity_2": "segmentation", "Identity_3": "heatmap",
@@ -124,8 +129,3 @@ MEDIAPIPE = {
         "output": "foreground probability (no extra activation)",
     },
 }
-
-
-def runtime_model_for(model_name, path):
-    """The .tflite file the reference runtime executes for this model (see verify_runtime)."""
-    return path

@@ -67,7 +67,7 @@ def run(name, case):
 def test_expected_data_present():
     models = {m for m, _ in PAIRS}
     assert {"pose_detection", "pose_landmark_lite", "pose_landmark_full",
-            "pose_landmark_heavy"} <= models, PAIRS
+            "pose_landmark_heavy", "selfie_segmentation", "selfie_segmentation_landscape"} <= models, PAIRS
     for f in glob.glob(os.path.join(DATA, "*")):
         assert os.path.getsize(f) < 100 * 1024, f
 
