@@ -1,0 +1,239 @@
+#pragma once
+// Model bundle: model.json + one TorchScript file per module (docs/BUNDLE.md is the contract).
+//
+// Bundle::load parses and validates model.json, checks every module file's sha256, loads the
+// modules on the chosen device/dtype and runs a contract dry run (each module on minimal inputs
+// built from the contract; output shapes/dtypes compared with model.json). Any problem is an
+// Error::model (exit 4) naming the module and its file.
+//
+// The typed module wrappers below are the low-level API used by the Generator. They move inputs
+// to the bundle's device/dtype (a no-op when already there), return tensors in the bundle dtype,
+// and THROW c10::Error / std::exception on failure; callers outside src/diffusion should use
+// Generator, which converts exceptions to Error values.
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json_fwd.hpp>
+
+#include "standin/core/error.hpp"
+#include "standin/diffusion/scheduler.hpp"
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace standin::diffusion {
+
+// ---------------------------------------------------------------- device / dtype
+
+enum class DType { fp32, fp16, bf16 };
+// "fp32"|"float32", "fp16"|"float16"|"half", "bf16"|"bfloat16". Error::usage otherwise.
+Result<DType> parse_dtype(const std::string& name);
+const char* to_string(DType dtype);
+at::ScalarType scalar_type(DType dtype);
+
+// "cpu", "cuda" or "cuda:N". resolve() checks that the device exists in this build/machine.
+struct DeviceSpec {
+  std::string name = "cpu";
+  Result<at::Device> resolve() const;
+};
+
+// ---------------------------------------------------------------- model.json
+
+// One dimension of a declared shape: a fixed size, or a symbol (N, B, F, H, W, h, w, S, D,
+// C_in, or any other name, which then matches anything consistently within one tensor).
+struct Dim {
+  int64_t size = -1;   // >= 0 when fixed
+  std::string symbol;  // non-empty when free
+  std::string str() const { return symbol.empty() ? std::to_string(size) : symbol; }
+};
+
+struct TensorSpec {
+  std::string name;
+  std::vector<Dim> shape;  // for lists: the shape of every element
+  std::string dtype;       // "float32", "float16", "bfloat16", "int64", ... ("" = unchecked)
+  bool is_list = false;    // List[Tensor]
+  std::string shape_str() const;
+};
+
+struct ModuleSpec {
+  std::string name;  // key in model.json: vae_encoder, ...
+  std::string file;  // relative to the bundle directory
+  std::string sha256;
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;
+};
+
+struct BundleConfig {
+  std::string name;
+  std::string config;
+  std::string dtype = "float32";  // dtype the modules were exported in
+
+  // geometry
+  int width = 512;
+  int height = 768;
+  int vae_scale_factor = 8;
+  int latent_channels = 4;
+  int clip_size = 224;
+  int context_dim = 768;
+  int unet_in_channels = 9;
+
+  double scaling_factor = 0.18215;
+
+  // conditioning
+  bool environment = true;
+  bool mask_channel = true;
+  std::string reference_blocks = "all";
+  bool object_guider = false;
+  int pose_channels = 320;
+
+  SchedulerConfig scheduler;
+
+  struct Defaults {
+    int steps = 25;
+    double cfg = 3.5;
+    int window = 24;
+    int overlap = 4;
+  } defaults;
+
+  std::map<std::string, ModuleSpec> modules;
+
+  // Known format/version; all required keys present; consistent numbers. `origin` names the
+  // file in messages.
+  static Result<BundleConfig> parse(const std::string& json_text, const std::string& origin = "model.json");
+  static Result<BundleConfig> read(const std::string& model_json_path);
+};
+
+// Modules every bundle must have (object_guider is optional, required when
+// conditioning.object_guider is true).
+const std::vector<std::string>& required_modules();
+
+// ---------------------------------------------------------------- modules
+
+class ModuleBase {
+ public:
+  bool loaded() const { return module_ != nullptr; }
+  const std::string& name() const { return name_; }
+  const std::string& file() const { return file_; }
+
+ protected:
+  friend class Bundle;
+  c10::IValue call(std::vector<c10::IValue> inputs) const;
+  at::Tensor in(const at::Tensor& t) const;  // to device + bundle dtype (floating inputs)
+  std::string name_;
+  std::string file_;
+  std::shared_ptr<torch::jit::Module> module_;
+  at::Device device_ = at::kCPU;
+  at::ScalarType dtype_ = at::kFloat;
+};
+
+class VaeEncoder : public ModuleBase {
+ public:
+  // image [N,3,H,W] in [-1,1] -> posterior mean [N,4,h,w], NOT scaled by scaling_factor.
+  at::Tensor encode(const at::Tensor& image) const;
+};
+
+class VaeDecoder : public ModuleBase {
+ public:
+  // latent [N,4,h,w] already divided by scaling_factor -> image [N,3,H,W] about [-1,1] (unclamped).
+  at::Tensor decode(const at::Tensor& latent) const;
+};
+
+class ImageEncoder : public ModuleBase {
+ public:
+  // pixels [N,3,S,S] CLIP-normalised -> embeds [N,1,D].
+  at::Tensor embed(const at::Tensor& pixels) const;
+};
+
+class ReferenceNet : public ModuleBase {
+ public:
+  // latent [1,4,h,w] (scaled), context [1,1,D] -> one [1,L_i,C_i] per reference-reading
+  // self-attention of the denoising UNet, in the UNet's order.
+  std::vector<at::Tensor> features(const at::Tensor& latent, const at::Tensor& context) const;
+};
+
+class PoseGuider : public ModuleBase {
+ public:
+  // pose [N,3,H,W] in [0,1] -> features [N,pose_channels,h,w].
+  at::Tensor features(const at::Tensor& pose) const;
+};
+
+class ObjectGuider : public ModuleBase {
+ public:
+  // latent [N,4,h,w] (scaled object latent) -> one [N,C_j,h_j,w_j] per decoder stage.
+  std::vector<at::Tensor> features(const at::Tensor& latent) const;
+};
+
+struct UnetInputs {
+  at::Tensor sample;                  // [B,C_in,F,h,w]
+  at::Tensor timestep;                // [B] int64
+  at::Tensor context;                 // [B,1,D]
+  at::Tensor pose;                    // [B,pose_channels,F,h,w]
+  std::vector<at::Tensor> reference;  // each [1,L_i,C_i]
+  at::Tensor reference_keep;          // [B] float32
+  std::vector<at::Tensor> objects;    // each [B*F,C_j,h_j,w_j]; empty = none
+};
+
+class DenoisingUnet : public ModuleBase {
+ public:
+  // -> prediction [B,4,F,h,w] (v or epsilon per scheduler.prediction_type).
+  at::Tensor predict(const UnetInputs& inputs) const;
+};
+
+// ---------------------------------------------------------------- bundle
+
+struct LoadOptions {
+  bool verify_checksums = true;  // sha256 of every module file (≈ 1 s per GB)
+  bool dry_run = true;           // run each module once on minimal inputs
+  int dry_run_size = 64;         // H = W of the dry run (a multiple of 64)
+  int dry_run_frames = 2;        // F of the dry run
+};
+
+class Bundle {
+ public:
+  // dtype: nullopt = the bundle's own dtype. Errors: model (bundle problems), usage (device or
+  // dtype not usable here, e.g. fp16 on the CPU).
+  static Result<Bundle> load(const std::string& dir, const DeviceSpec& device,
+                             std::optional<DType> dtype = std::nullopt, const LoadOptions& options = {});
+
+  const std::string& dir() const { return dir_; }
+  const BundleConfig& config() const { return config_; }
+  at::Device device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
+
+  const VaeEncoder& vae_encoder() const { return vae_encoder_; }
+  const VaeDecoder& vae_decoder() const { return vae_decoder_; }
+  const ImageEncoder& image_encoder() const { return image_encoder_; }
+  const ReferenceNet& reference_net() const { return reference_net_; }
+  const PoseGuider& pose_guider() const { return pose_guider_; }
+  const DenoisingUnet& denoising_unet() const { return denoising_unet_; }
+  // nullptr when the bundle has none.
+  const ObjectGuider* object_guider() const { return object_guider_.loaded() ? &object_guider_ : nullptr; }
+
+ private:
+  Status dry_run(const LoadOptions& options);
+
+  std::string dir_;
+  BundleConfig config_;
+  at::Device device_ = at::kCPU;
+  at::ScalarType dtype_ = at::kFloat;
+  VaeEncoder vae_encoder_;
+  VaeDecoder vae_decoder_;
+  ImageEncoder image_encoder_;
+  ReferenceNet reference_net_;
+  PoseGuider pose_guider_;
+  DenoisingUnet denoising_unet_;
+  ObjectGuider object_guider_;
+};
+
+// Compares a produced tensor with a declared spec. `bindings` holds the values of the contract
+// symbols (N, H, ...); unknown symbols bind on first use. Returns "" when it matches, else a
+// description of the mismatch. Exposed for tests.
+std::string match_spec(const TensorSpec& spec, const at::Tensor& t, std::map<std::string, int64_t>& bindings,
+                       at::ScalarType float_dtype);
+
+}  // namespace standin::diffusion

@@ -1,0 +1,157 @@
+#pragma once
+// The generator: reference features once -> windowed, CFG-batched denoising -> chunked decode.
+// docs/SAMPLING.md is the algorithm; scripts/reference_pipeline.py is its Python oracle.
+//
+// Memory model (bounded whatever the video length):
+//   * latents [1,4,T,h,w] float32 and the initial noise live on the bundle's device for the run;
+//   * environment + mask are asked from the ConditionSource ONCE, in ascending chunks, and kept
+//     only in latent form ([1,5,T,h,w] in the bundle dtype, on the device);
+//   * pose maps are asked per window (ConditionSource::pose may be called many times, in any
+//     order — draw them from keypoints, do not keep decoded images); their pose-guider features
+//     are cached for the whole clip only when that fits SamplingSettings::pose_cache_bytes;
+//   * decoded frames go to a FrameSink chunk by chunk and are not kept.
+//
+// Typical use from the pipeline:
+//   STANDIN_ASSIGN_OR_RETURN(auto bundle, Bundle::load(dir, DeviceSpec{"cuda"}, DType::fp16));
+//   Generator gen(bundle);
+//   SamplingSettings s = SamplingSettings::from_bundle(bundle.config());  // then apply CLI flags
+//   MyConditions cond(...);                        // implements ConditionSource
+//   GenerationInputs in{reference_m11, reference_clip, &cond};
+//   STANDIN_ASSIGN_OR_RETURN(auto out, gen.generate(in, s, [&](int64_t first, const at::Tensor& rgb) {
+//     return compositor.write(first, rgb);         // rgb [n,3,H,W] float32 CPU in [-1,1]
+//   }));
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "standin/core/error.hpp"
+#include "standin/diffusion/bundle.hpp"
+#include "standin/diffusion/scheduler.hpp"
+
+namespace standin::diffusion {
+
+// ---------------------------------------------------------------- windows
+
+struct Window {
+  int64_t start = 0;
+  int64_t length = 0;
+  int64_t end() const { return start + length; }
+  bool operator==(const Window& o) const { return start == o.start && length == o.length; }
+};
+
+// docs/SAMPLING.md step 3: Fw' = min(window, T), stride max(1, Fw' - overlap), starts 0,
+// stride, ... while start + Fw' < T, then T - Fw' (deduplicated). T <= window: one window.
+std::vector<Window> plan_windows(int64_t frames, int window, int overlap);
+
+// ---------------------------------------------------------------- settings
+
+struct SamplingSettings {
+  int steps = 25;
+  double cfg = 3.5;  // <= 1: conditional branch only (batch 1)
+  int window = 24;
+  int overlap = 4;
+  SamplerKind sampler = SamplerKind::ddim;
+  uint64_t seed = 0;  // initial noise when GenerationInputs::noise is undefined
+  int vae_chunk = 8;  // frames per VAE encode / decode call
+  int64_t pose_cache_bytes = int64_t(1) << 30;  // cache all pose features when they fit
+  bool show_progress = true;
+
+  static SamplingSettings from_bundle(const BundleConfig& config);
+  Status validate() const;  // Error::usage for out-of-range values
+};
+
+// ---------------------------------------------------------------- conditions
+
+// Scene conditions for frames [begin, end), at the work resolution H×W.
+struct SceneChunk {
+  at::Tensor environment;  // [n,3,H,W] in [-1,1], masked pixels 0 (undefined if the bundle has no environment input)
+  at::Tensor mask;         // [n,1,H,W] in [0,1], 1 = region to re-draw (shape-agnostic mask)
+  at::Tensor objects;      // optional [n,3,H,W] in [-1,1]: object pixels (others 0); undefined = no objects
+};
+
+class ConditionSource {
+ public:
+  virtual ~ConditionSource() = default;
+  virtual int64_t num_frames() const = 0;
+  // Called once per frame, in ascending non-overlapping chunks, before denoising.
+  virtual Result<SceneChunk> scene(int64_t begin, int64_t end) = 0;
+  // Pose maps [n,3,H,W] in [0,1]; called per window, possibly many times and in any order.
+  virtual Result<at::Tensor> pose(int64_t begin, int64_t end) = 0;
+};
+
+// All conditions already in memory (tests, short clips).
+class TensorConditionSource final : public ConditionSource {
+ public:
+  TensorConditionSource(at::Tensor environment, at::Tensor mask, at::Tensor pose, at::Tensor objects = {});
+  int64_t num_frames() const override { return pose_.size(0); }
+  Result<SceneChunk> scene(int64_t begin, int64_t end) override;
+  Result<at::Tensor> pose(int64_t begin, int64_t end) override;
+
+ private:
+  at::Tensor environment_, mask_, pose_, objects_;
+};
+
+struct GenerationInputs {
+  at::Tensor reference;       // [1,3,H,W] in [-1,1]
+  at::Tensor reference_clip;  // [1,3,S,S] CLIP-normalised
+  ConditionSource* conditions = nullptr;
+  at::Tensor noise;           // optional [1,4,T,h,w] standard normal; undefined = from settings.seed
+};
+
+// Computed once per reference image.
+struct ReferenceFeatures {
+  at::Tensor latent;               // [1,4,h,w] scaled
+  at::Tensor embed;                // [1,1,D]
+  std::vector<at::Tensor> tokens;  // reference_net outputs
+};
+
+// Decoded frames [n,3,H,W] float32 on the CPU in [-1,1], first frame index `first`.
+// Return an error to stop generation (it is passed through).
+using FrameSink = std::function<Status(int64_t first, const at::Tensor& frames)>;
+
+struct GenerationStats {
+  double reference_s = 0, conditions_s = 0, denoise_s = 0, decode_s = 0;
+  int64_t frames = 0;
+  int windows = 0;
+  int steps = 0;
+  int64_t unet_calls = 0;
+  bool pose_cached = false;
+};
+
+struct GenerationOutput {
+  at::Tensor latents;  // [1,4,T,h,w] float32 on the bundle's device, before decode
+  GenerationStats stats;
+};
+
+class Generator {
+ public:
+  explicit Generator(const Bundle& bundle) : bundle_(bundle) {}
+
+  Result<ReferenceFeatures> encode_reference(const at::Tensor& reference, const at::Tensor& reference_clip) const;
+
+  // Denoise; returns latents [1,4,T,h,w] float32 on the device. `noise` undefined = seeded.
+  Result<at::Tensor> sample(const ReferenceFeatures& reference, ConditionSource& conditions,
+                            const SamplingSettings& settings, const at::Tensor& noise = {},
+                            GenerationStats* stats = nullptr) const;
+
+  // Decode latents [1,4,T,h,w] in chunks of `chunk` frames into `sink`.
+  Status decode(const at::Tensor& latents, const FrameSink& sink, int chunk = 8) const;
+
+  // encode_reference + sample + decode. `sink` may be empty (latents only).
+  Result<GenerationOutput> generate(const GenerationInputs& inputs, const SamplingSettings& settings,
+                                    const FrameSink& sink) const;
+
+  // Seeded standard-normal noise [1,4,T,h,w], float32 on the CPU (a CPU generator, so the same
+  // seed gives the same noise on every device; move it afterwards).
+  static at::Tensor make_noise(uint64_t seed, int64_t frames, int64_t h, int64_t w);
+
+ private:
+  const Bundle& bundle_;
+};
+
+// Converts an exception thrown by LibTorch during `stage` into an actionable Error.
+Error torch_error(const std::exception& e, const std::string& stage);
+
+}  // namespace standin::diffusion

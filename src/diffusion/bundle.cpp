@@ -1,0 +1,546 @@
+#include "standin/diffusion/bundle.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include "standin/diffusion/sha256.hpp"
+#include "standin/diffusion/torch_compat.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace standin::diffusion {
+
+// ---------------------------------------------------------------- device / dtype
+
+Result<DType> parse_dtype(const std::string& name) {
+  if (name == "fp32" || name == "float32" || name == "float") return DType::fp32;
+  if (name == "fp16" || name == "float16" || name == "half") return DType::fp16;
+  if (name == "bf16" || name == "bfloat16") return DType::bf16;
+  return Error::usage("unknown dtype '" + name + "' (expected fp32, fp16 or bf16)");
+}
+
+const char* to_string(DType dtype) {
+  switch (dtype) {
+    case DType::fp32: return "fp32";
+    case DType::fp16: return "fp16";
+    case DType::bf16: return "bf16";
+  }
+  return "?";
+}
+
+at::ScalarType scalar_type(DType dtype) {
+  switch (dtype) {
+    case DType::fp32: return at::kFloat;
+    case DType::fp16: return at::kHalf;
+    case DType::bf16: return at::kBFloat16;
+  }
+  return at::kFloat;
+}
+
+Result<at::Device> DeviceSpec::resolve() const {
+  if (name == "cpu") return at::Device(at::kCPU);
+  if (name.rfind("cuda", 0) == 0) {
+    int index = 0;
+    if (name.size() > 4) {
+      if (name[4] != ':' || name.size() == 5) return Error::usage("bad device '" + name + "' (expected cpu, cuda or cuda:N)");
+      try {
+        size_t used = 0;
+        index = std::stoi(name.substr(5), &used);
+        if (used != name.size() - 5 || index < 0) throw std::invalid_argument("index");
+      } catch (const std::exception&) {
+        return Error::usage("bad device '" + name + "' (expected cpu, cuda or cuda:N)");
+      }
+    }
+    if (!torch::cuda::is_available())
+      return Error::usage("device '" + name + "' requested but this build/machine has no CUDA device; use --device cpu");
+    const auto count = static_cast<int>(torch::cuda::device_count());
+    if (index >= count)
+      return Error::usage("device '" + name + "' does not exist (" + std::to_string(count) + " CUDA device(s))");
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  return Error::usage("bad device '" + name + "' (expected cpu, cuda or cuda:N)");
+}
+
+// ---------------------------------------------------------------- model.json
+
+std::string TensorSpec::shape_str() const {
+  std::string s = is_list ? "List[[" : "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + shape[i].str();
+  return s + (is_list ? "]]" : "]");
+}
+
+const std::vector<std::string>& required_modules() {
+  static const std::vector<std::string> names = {"vae_encoder", "vae_decoder", "image_encoder",
+                                                 "reference_net", "pose_guider", "denoising_unet"};
+  return names;
+}
+
+namespace {
+
+constexpr int kFormatVersion = 1;
+
+// Path-aware accessors: errors name the missing key as "geometry.width".
+struct Reader {
+  std::string origin;
+  std::optional<Error> error;
+
+  const json* get(const json& obj, const std::string& key, const std::string& path) {
+    if (error) return nullptr;
+    if (!obj.is_object() || !obj.contains(key)) {
+      error = Error::model(origin + ": missing key '" + path + "'");
+      return nullptr;
+    }
+    return &obj.at(key);
+  }
+  template <class T>
+  void req(const json& obj, const std::string& key, const std::string& path, T& out) {
+    const json* v = get(obj, key, path);
+    if (!v) return;
+    try {
+      out = v->get<T>();
+    } catch (const json::exception&) {
+      error = Error::model(origin + ": key '" + path + "' has the wrong type (" + v->dump() + ")");
+    }
+  }
+  template <class T>
+  void opt(const json& obj, const std::string& key, const std::string& path, T& out) {
+    if (error || !obj.is_object() || !obj.contains(key)) return;
+    req(obj, key, path, out);
+  }
+};
+
+Result<TensorSpec> parse_tensor_spec(const json& j, const std::string& where, const std::string& origin) {
+  TensorSpec spec;
+  if (!j.is_object()) return Error::model(origin + ": " + where + " must be an object");
+  spec.name = j.value("name", std::string());
+  spec.dtype = j.value("dtype", std::string());
+  std::string type = j.value("type", std::string());
+  if (j.value("list", false) || type.rfind("List", 0) == 0 || j.value("kind", std::string()) == "list")
+    spec.is_list = true;
+  if (spec.dtype.rfind("List[", 0) == 0) {  // "List[float32]"
+    spec.is_list = true;
+    spec.dtype = spec.dtype.substr(5, spec.dtype.size() - 6);
+  }
+  const json* shape = nullptr;
+  if (j.contains("shape")) shape = &j.at("shape");
+  else if (j.contains("element_shape")) shape = &j.at("element_shape");
+  if (shape && !shape->is_null()) {
+    if (!shape->is_array()) return Error::model(origin + ": " + where + ".shape must be an array");
+    for (const auto& d : *shape) {
+      Dim dim;
+      if (d.is_number_integer()) dim.size = d.get<int64_t>();
+      else if (d.is_string()) dim.symbol = d.get<std::string>();
+      else return Error::model(origin + ": " + where + ".shape has an entry that is neither int nor symbol: " + d.dump());
+      spec.shape.push_back(dim);
+    }
+  }
+  return spec;
+}
+
+std::optional<at::ScalarType> parse_scalar_type(const std::string& s) {
+  if (s == "float32" || s == "float") return at::kFloat;
+  if (s == "float16" || s == "half") return at::kHalf;
+  if (s == "bfloat16") return at::kBFloat16;
+  if (s == "int64" || s == "long") return at::kLong;
+  if (s == "int32" || s == "int") return at::kInt;
+  if (s == "bool") return at::kBool;
+  return std::nullopt;
+}
+
+std::string describe(const at::Tensor& t) {
+  std::ostringstream os;
+  os << "[";
+  for (int64_t i = 0; i < t.dim(); ++i) os << (i ? "," : "") << t.size(i);
+  os << "] " << c10::toString(t.scalar_type());
+  return os.str();
+}
+
+}  // namespace
+
+Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    return Error::model(origin + " is not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) return Error::model(origin + ": top level must be an object");
+  Reader r{origin, std::nullopt};
+  BundleConfig c;
+
+  std::string format;
+  r.req(j, "format", "format", format);
+  if (r.error) return *r.error;
+  if (format != "standin-bundle")
+    return Error::model(origin + ": unknown format '" + format + "' (expected standin-bundle); is this a standin model bundle?");
+  int version = 0;
+  r.req(j, "format_version", "format_version", version);
+  if (r.error) return *r.error;
+  if (version != kFormatVersion)
+    return Error::model(origin + ": format_version " + std::to_string(version) + " is not supported by this standin (it reads version " +
+                        std::to_string(kFormatVersion) + "); re-export the bundle with this release's scripts/export_bundle.py");
+  r.opt(j, "name", "name", c.name);
+  r.opt(j, "config", "config", c.config);
+  r.req(j, "dtype", "dtype", c.dtype);
+
+  if (const json* g = r.get(j, "geometry", "geometry")) {
+    r.req(*g, "width", "geometry.width", c.width);
+    r.req(*g, "height", "geometry.height", c.height);
+    r.req(*g, "vae_scale_factor", "geometry.vae_scale_factor", c.vae_scale_factor);
+    r.req(*g, "latent_channels", "geometry.latent_channels", c.latent_channels);
+    r.req(*g, "clip_size", "geometry.clip_size", c.clip_size);
+    r.req(*g, "context_dim", "geometry.context_dim", c.context_dim);
+    r.req(*g, "unet_in_channels", "geometry.unet_in_channels", c.unet_in_channels);
+  }
+  if (const json* l = r.get(j, "latent", "latent")) r.req(*l, "scaling_factor", "latent.scaling_factor", c.scaling_factor);
+  if (const json* k = r.get(j, "conditioning", "conditioning")) {
+    r.req(*k, "environment", "conditioning.environment", c.environment);
+    r.opt(*k, "mask_channel", "conditioning.mask_channel", c.mask_channel);
+    r.opt(*k, "reference_blocks", "conditioning.reference_blocks", c.reference_blocks);
+    r.opt(*k, "object_guider", "conditioning.object_guider", c.object_guider);
+    r.req(*k, "pose_channels", "conditioning.pose_channels", c.pose_channels);
+  }
+  if (const json* d = r.get(j, "defaults", "defaults")) {
+    r.opt(*d, "steps", "defaults.steps", c.defaults.steps);
+    r.opt(*d, "cfg", "defaults.cfg", c.defaults.cfg);
+    r.opt(*d, "window", "defaults.window", c.defaults.window);
+    r.opt(*d, "overlap", "defaults.overlap", c.defaults.overlap);
+  }
+  const json* sched = r.get(j, "scheduler", "scheduler");
+  const json* mods = r.get(j, "modules", "modules");
+  if (r.error) return *r.error;
+
+  auto sc = SchedulerConfig::from_json(*sched);
+  if (!sc.ok()) return sc.error().with_context(origin);
+  c.scheduler = sc.value();
+
+  if (!parse_scalar_type(c.dtype) || !at::isFloatingType(*parse_scalar_type(c.dtype)))
+    return Error::model(origin + ": dtype '" + c.dtype + "' is not a float type (float32, float16, bfloat16)");
+  if (c.vae_scale_factor <= 0 || c.width <= 0 || c.height <= 0 || c.width % c.vae_scale_factor || c.height % c.vae_scale_factor)
+    return Error::model(origin + ": geometry width/height must be positive multiples of vae_scale_factor");
+  if (c.latent_channels != 4)
+    return Error::model(origin + ": geometry.latent_channels " + std::to_string(c.latent_channels) + " is not supported (4)");
+  const int expect_in = c.latent_channels + (c.environment ? c.latent_channels : 0) + (c.environment && c.mask_channel ? 1 : 0);
+  if (c.unet_in_channels != expect_in)
+    return Error::model(origin + ": geometry.unet_in_channels is " + std::to_string(c.unet_in_channels) + " but conditioning implies " +
+                        std::to_string(expect_in));
+  if (c.defaults.steps < 1 || c.defaults.window < 1 || c.defaults.overlap < 0)
+    return Error::model(origin + ": defaults need steps >= 1, window >= 1, overlap >= 0");
+
+  if (!mods->is_object()) return Error::model(origin + ": 'modules' must be an object");
+  for (auto it = mods->begin(); it != mods->end(); ++it) {
+    ModuleSpec m;
+    m.name = it.key();
+    const std::string p = "modules." + m.name;
+    r.req(*it, "file", p + ".file", m.file);
+    r.req(*it, "sha256", p + ".sha256", m.sha256);
+    const json* ins = r.get(*it, "inputs", p + ".inputs");
+    const json* outs = r.get(*it, "outputs", p + ".outputs");
+    if (r.error) return *r.error;
+    if (!ins->is_array() || !outs->is_array()) return Error::model(origin + ": " + p + ".inputs/outputs must be arrays");
+    for (size_t i = 0; i < ins->size(); ++i) {
+      auto s = parse_tensor_spec((*ins)[i], p + ".inputs[" + std::to_string(i) + "]", origin);
+      if (!s.ok()) return s.error();
+      m.inputs.push_back(s.value());
+    }
+    for (size_t i = 0; i < outs->size(); ++i) {
+      auto s = parse_tensor_spec((*outs)[i], p + ".outputs[" + std::to_string(i) + "]", origin);
+      if (!s.ok()) return s.error();
+      m.outputs.push_back(s.value());
+    }
+    if (m.outputs.empty()) return Error::model(origin + ": " + p + " declares no outputs");
+    c.modules[m.name] = std::move(m);
+  }
+  for (const auto& name : required_modules())
+    if (!c.modules.count(name)) return Error::model(origin + ": module '" + name + "' is missing from 'modules'");
+  if (c.object_guider && !c.modules.count("object_guider"))
+    return Error::model(origin + ": conditioning.object_guider is true but module 'object_guider' is missing from 'modules'");
+  return c;
+}
+
+Result<BundleConfig> BundleConfig::read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (!fs::exists(path)) return Error::model("no model.json at " + path + " (is this a model bundle directory? create one with scripts/export_bundle.py)");
+    return Error::model("cannot read " + path);
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), path);
+}
+
+// ---------------------------------------------------------------- module wrappers
+
+c10::IValue ModuleBase::call(std::vector<c10::IValue> inputs) const {
+  TORCH_CHECK(module_ != nullptr, "module ", name_, " is not loaded");
+  return module_->forward(std::move(inputs));
+}
+
+at::Tensor ModuleBase::in(const at::Tensor& t) const {
+  return t.to(device_, t.is_floating_point() ? dtype_ : t.scalar_type());
+}
+
+at::Tensor VaeEncoder::encode(const at::Tensor& image) const { return call({in(image)}).toTensor(); }
+at::Tensor VaeDecoder::decode(const at::Tensor& latent) const { return call({in(latent)}).toTensor(); }
+at::Tensor ImageEncoder::embed(const at::Tensor& pixels) const { return call({in(pixels)}).toTensor(); }
+at::Tensor PoseGuider::features(const at::Tensor& pose) const { return call({in(pose)}).toTensor(); }
+
+namespace {
+std::vector<at::Tensor> to_tensor_vector(const c10::IValue& v) {
+  if (v.isTensorList()) return v.toTensorVector();
+  std::vector<at::Tensor> out;
+  if (v.isList()) {
+    for (const auto& e : v.toListRef()) out.push_back(e.toTensor());
+    return out;
+  }
+  if (v.isTuple()) {
+    for (const auto& e : v.toTupleRef().elements()) out.push_back(e.toTensor());
+    return out;
+  }
+  TORCH_CHECK(false, "expected a list of tensors, got ", v.tagKind());
+}
+
+c10::List<at::Tensor> to_list(const std::vector<at::Tensor>& v) {
+  c10::List<at::Tensor> l;
+  l.reserve(v.size());
+  for (const auto& t : v) l.push_back(t);
+  return l;
+}
+}  // namespace
+
+std::vector<at::Tensor> ReferenceNet::features(const at::Tensor& latent, const at::Tensor& context) const {
+  return to_tensor_vector(call({in(latent), in(context)}));
+}
+
+std::vector<at::Tensor> ObjectGuider::features(const at::Tensor& latent) const {
+  return to_tensor_vector(call({in(latent)}));
+}
+
+at::Tensor DenoisingUnet::predict(const UnetInputs& x) const {
+  std::vector<at::Tensor> reference;
+  reference.reserve(x.reference.size());
+  for (const auto& r : x.reference) reference.push_back(in(r));
+  std::vector<at::Tensor> objects;
+  objects.reserve(x.objects.size());
+  for (const auto& o : x.objects) objects.push_back(in(o));
+  return call({in(x.sample), x.timestep.to(device_, at::kLong), in(x.context), in(x.pose), to_list(reference),
+               x.reference_keep.to(device_, at::kFloat), to_list(objects)})
+      .toTensor();
+}
+
+// ---------------------------------------------------------------- contract checks
+
+std::string match_spec(const TensorSpec& spec, const at::Tensor& t, std::map<std::string, int64_t>& bindings,
+                       at::ScalarType float_dtype) {
+  if (spec.shape.empty()) return "";
+  std::map<std::string, int64_t> local;  // unknown symbols bind per tensor
+  bool ok = static_cast<int64_t>(spec.shape.size()) == t.dim();
+  for (size_t i = 0; ok && i < spec.shape.size(); ++i) {
+    const Dim& d = spec.shape[i];
+    const int64_t got = t.size(static_cast<int64_t>(i));
+    if (d.symbol.empty()) {
+      ok = d.size == got;
+    } else if (auto it = bindings.find(d.symbol); it != bindings.end()) {
+      ok = it->second == got;
+    } else if (auto lt = local.find(d.symbol); lt != local.end()) {
+      ok = lt->second == got;
+    } else {
+      local[d.symbol] = got;
+    }
+  }
+  std::string dtype_problem;
+  if (!spec.dtype.empty()) {
+    if (auto want = parse_scalar_type(spec.dtype)) {
+      const at::ScalarType expect = at::isFloatingType(*want) ? float_dtype : *want;
+      if (t.scalar_type() != expect) dtype_problem = std::string(" (expected dtype ") + c10::toString(expect) + ")";
+    }
+  }
+  if (ok && dtype_problem.empty()) return "";
+  std::ostringstream os;
+  os << "is " << describe(t) << " but model.json declares " << spec.shape_str() << " " << spec.dtype << dtype_problem;
+  return os.str();
+}
+
+namespace {
+
+// Error for a module: names the module and its file.
+Error module_error(const ModuleSpec& m, const std::string& dir, const std::string& what) {
+  return Error::model("bundle module '" + m.name + "' (" + (fs::path(dir) / m.file).string() + "): " + what);
+}
+
+}  // namespace
+
+Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spec, std::optional<DType> dtype,
+                            const LoadOptions& options) {
+  Bundle b;
+  b.dir_ = dir;
+  if (!fs::is_directory(dir))
+    return Error::model("model bundle directory '" + dir + "' does not exist (create one with scripts/export_bundle.py)");
+  STANDIN_ASSIGN_OR_RETURN(b.config_, BundleConfig::read((fs::path(dir) / "model.json").string()));
+  STANDIN_ASSIGN_OR_RETURN(b.device_, device_spec.resolve());
+  b.dtype_ = dtype ? scalar_type(*dtype) : *parse_scalar_type(b.config_.dtype);
+  if (b.device_.is_cpu() && b.dtype_ == at::kHalf)
+    return Error::usage("--dtype fp16 needs a CUDA device; on the CPU use fp32 (or bf16)");
+
+  const auto load_one = [&](const std::string& name, ModuleBase& target) -> Status {
+    const ModuleSpec& m = b.config_.modules.at(name);
+    const fs::path path = fs::path(dir) / m.file;
+    if (!fs::is_regular_file(path)) return module_error(m, dir, "file is missing; re-export the bundle");
+    if (options.verify_checksums) {
+      auto digest = sha256_file(path.string());
+      if (!digest.ok()) return module_error(m, dir, digest.error().message);
+      std::string want = m.sha256;
+      for (auto& ch : want) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (digest.value() != want)
+        return module_error(m, dir, "sha256 mismatch (file " + digest.value() + ", model.json " + m.sha256 +
+                                        "); the file is corrupt or was replaced — re-export or re-download the bundle");
+    }
+    try {
+      auto mod = std::make_shared<torch::jit::Module>(torch::jit::load(path.string(), b.device_));
+      mod->eval();
+      if (b.dtype_ != at::kFloat || b.config_.dtype != "float32") mod->to(b.dtype_);
+      target.module_ = std::move(mod);
+    } catch (const std::exception& e) {
+      return module_error(m, dir, "cannot be loaded as TorchScript: " + compat::short_message(e));
+    }
+    target.name_ = m.name;
+    target.file_ = path.string();
+    target.device_ = b.device_;
+    target.dtype_ = b.dtype_;
+    return Status::success();
+  };
+
+  compat::InferenceGuard guard;
+  STANDIN_TRY(load_one("vae_encoder", b.vae_encoder_));
+  STANDIN_TRY(load_one("vae_decoder", b.vae_decoder_));
+  STANDIN_TRY(load_one("image_encoder", b.image_encoder_));
+  STANDIN_TRY(load_one("reference_net", b.reference_net_));
+  STANDIN_TRY(load_one("pose_guider", b.pose_guider_));
+  STANDIN_TRY(load_one("denoising_unet", b.denoising_unet_));
+  if (b.config_.modules.count("object_guider")) STANDIN_TRY(load_one("object_guider", b.object_guider_));
+  if (options.dry_run) STANDIN_TRY(b.dry_run(options));
+  spdlog::debug("loaded bundle '{}' from {} on {} as {}", b.config_.name, dir, b.device_.str(), c10::toString(b.dtype_));
+  return b;
+}
+
+Status Bundle::dry_run(const LoadOptions& options) {
+  const BundleConfig& c = config_;
+  const int64_t size = options.dry_run_size;
+  const int64_t sf = c.vae_scale_factor;
+  if (size % sf != 0) return Error::usage("dry-run size must be a multiple of the VAE scale factor");
+  const int64_t F = options.dry_run_frames, B = 2, h = size / sf, w = size / sf;
+  std::map<std::string, int64_t> bind = {{"N", 1},      {"B", B},      {"F", F},
+                                         {"H", size},   {"W", size},   {"h", h},
+                                         {"w", w},      {"S", c.clip_size}, {"D", c.context_dim},
+                                         {"C_in", c.unet_in_channels}};
+  auto gen = at::detail::createCPUGenerator(1234);
+  const auto randn = [&](at::IntArrayRef shape, double scale = 1.0) {
+    return (at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat)) * scale).to(device_, dtype_);
+  };
+
+  // Runs `fn`, converting exceptions, then checks inputs and outputs against the declared specs.
+  const auto check = [&](const std::string& name, const std::vector<c10::IValue>& inputs,
+                         const std::function<c10::IValue()>& fn) -> Result<c10::IValue> {
+    const ModuleSpec& m = config_.modules.at(name);
+    // Declared inputs vs the tensors the contract says we feed (shapes only).
+    for (size_t i = 0; i < m.inputs.size() && i < inputs.size(); ++i) {
+      if (!inputs[i].isTensor() || m.inputs[i].is_list) continue;
+      const at::Tensor& t = inputs[i].toTensor();
+      auto spec = m.inputs[i];
+      spec.dtype.clear();
+      const std::string problem = match_spec(spec, t, bind, dtype_);
+      if (!problem.empty())
+        return module_error(m, dir_, "input '" + spec.name + "' per docs/BUNDLE.md " + problem);
+    }
+    if (!m.inputs.empty() && m.inputs.size() != inputs.size())
+      return module_error(m, dir_, "model.json declares " + std::to_string(m.inputs.size()) + " inputs, the contract has " +
+                                       std::to_string(inputs.size()));
+    c10::IValue out;
+    try {
+      out = fn();
+    } catch (const std::exception& e) {
+      if (compat::is_out_of_memory(e)) return Error::runtime("out of memory while checking bundle module '" + name + "'");
+      return module_error(m, dir_, "dry run failed (module does not accept the documented inputs): " + compat::short_message(e));
+    }
+    // Outputs: a single tensor or a list, matched against outputs[0].
+    const TensorSpec& spec = m.outputs[0];
+    const at::ScalarType float_dtype = (spec.dtype == "float32" && c.dtype != "float32") ? at::kFloat : dtype_;
+    if (spec.is_list) {
+      if (!(out.isList() || out.isTensorList() || out.isTuple()))
+        return module_error(m, dir_, "dry run output '" + spec.name + "' is not a list of tensors as model.json declares");
+      std::vector<at::Tensor> items;
+      if (out.isTuple()) for (const auto& e : out.toTupleRef().elements()) items.push_back(e.toTensor());
+      else for (const auto& e : out.toListRef()) items.push_back(e.toTensor());
+      if (items.empty() && name == "reference_net")
+        return module_error(m, dir_, "dry run returned no reference features");
+      for (size_t i = 0; i < items.size(); ++i) {
+        const std::string problem = match_spec(spec, items[i], bind, float_dtype);
+        if (!problem.empty())
+          return module_error(m, dir_, "dry run output '" + spec.name + "[" + std::to_string(i) + "]' " + problem);
+      }
+    } else {
+      if (!out.isTensor()) return module_error(m, dir_, "dry run output '" + spec.name + "' is not a tensor as model.json declares");
+      const std::string problem = match_spec(spec, out.toTensor(), bind, float_dtype);
+      if (!problem.empty()) return module_error(m, dir_, "dry run output '" + spec.name + "' " + problem);
+    }
+    return out;
+  };
+
+  const auto image = randn({1, 3, size, size}, 0.5).clamp(-1, 1);
+  STANDIN_ASSIGN_OR_RETURN(auto lat_iv, check("vae_encoder", {image}, [&] { return c10::IValue(vae_encoder_.encode(image)); }));
+  const at::Tensor latent = lat_iv.toTensor() * c.scaling_factor;
+  const auto dec_in = randn({1, c.latent_channels, h, w});
+  STANDIN_TRY(check("vae_decoder", {dec_in}, [&] { return c10::IValue(vae_decoder_.decode(dec_in)); }));
+  const auto pixels = randn({1, 3, c.clip_size, c.clip_size});
+  STANDIN_ASSIGN_OR_RETURN(auto emb_iv, check("image_encoder", {pixels}, [&] { return c10::IValue(image_encoder_.embed(pixels)); }));
+  const at::Tensor embed = emb_iv.toTensor();
+  if (embed.dim() != 3 || embed.size(0) != 1 || embed.size(2) != c.context_dim)
+    return module_error(config_.modules.at("image_encoder"), dir_,
+                        "embeds " + describe(embed) + " do not match [N,1,D] with D = geometry.context_dim " + std::to_string(c.context_dim));
+  std::vector<at::Tensor> reference;
+  STANDIN_TRY(check("reference_net", {latent, embed}, [&] {
+    reference = reference_net_.features(latent, embed);
+    return c10::IValue(to_list(reference));
+  }));
+  const auto pose = randn({F, 3, size, size}).abs().clamp(0, 1);
+  bind["N"] = F;
+  STANDIN_ASSIGN_OR_RETURN(auto pose_iv, check("pose_guider", {pose}, [&] { return c10::IValue(pose_guider_.features(pose)); }));
+  bind["N"] = 1;
+  const at::Tensor pose_feat = pose_iv.toTensor();
+  if (pose_feat.dim() != 4 || pose_feat.size(1) != c.pose_channels || pose_feat.size(2) != h || pose_feat.size(3) != w)
+    return module_error(config_.modules.at("pose_guider"), dir_,
+                        "features " + describe(pose_feat) + " do not match [N,pose_channels,h,w] with pose_channels = " +
+                            std::to_string(c.pose_channels));
+  std::vector<at::Tensor> objects;
+  if (object_guider_.loaded()) {
+    const auto obj = randn({1, c.latent_channels, h, w});
+    std::vector<at::Tensor> per_frame;
+    STANDIN_TRY(check("object_guider", {obj}, [&] {
+      per_frame = object_guider_.features(obj);
+      return c10::IValue(to_list(per_frame));
+    }));
+    for (const auto& f : per_frame) objects.push_back(f.expand({B * F, f.size(1), f.size(2), f.size(3)}).contiguous());
+  }
+
+  UnetInputs u;
+  u.sample = randn({B, c.unet_in_channels, F, h, w});
+  u.timestep = at::full({B}, 999, at::TensorOptions().dtype(at::kLong).device(device_));
+  u.context = at::cat({at::zeros_like(embed), embed}, 0);
+  u.pose = pose_feat.permute({1, 0, 2, 3}).unsqueeze(0).expand({B, -1, -1, -1, -1}).contiguous();
+  u.reference = reference;
+  u.reference_keep = at::tensor({0.0f, 1.0f}).to(device_);
+  u.objects = objects;
+  STANDIN_TRY(check("denoising_unet",
+                    {u.sample, u.timestep, u.context, u.pose, to_list(u.reference), u.reference_keep, to_list(u.objects)},
+                    [&] { return c10::IValue(denoising_unet_.predict(u)); }));
+  return Status::success();
+}
+
+}  // namespace standin::diffusion

@@ -1,0 +1,322 @@
+#include "standin/diffusion/generator.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "standin/core/output.hpp"
+#include "standin/core/progress.hpp"
+#include "standin/diffusion/torch_compat.hpp"
+
+namespace standin::diffusion {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+std::string shape_of(const at::Tensor& t) {
+  if (!t.defined()) return "undefined";
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? "," : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+}  // namespace
+
+// ---------------------------------------------------------------- windows
+
+std::vector<Window> plan_windows(int64_t frames, int window, int overlap) {
+  std::vector<Window> out;
+  if (frames <= 0) return out;
+  const int64_t fw = std::min<int64_t>(std::max(window, 1), frames);
+  const int64_t stride = std::max<int64_t>(1, fw - overlap);
+  for (int64_t s = 0; s + fw < frames; s += stride) out.push_back({s, fw});
+  const Window last{frames - fw, fw};
+  if (out.empty() || !(out.back() == last)) out.push_back(last);
+  return out;
+}
+
+// ---------------------------------------------------------------- settings
+
+SamplingSettings SamplingSettings::from_bundle(const BundleConfig& c) {
+  SamplingSettings s;
+  s.steps = c.defaults.steps;
+  s.cfg = c.defaults.cfg;
+  s.window = c.defaults.window;
+  s.overlap = c.defaults.overlap;
+  return s;
+}
+
+Status SamplingSettings::validate() const {
+  if (steps < 1 || steps > 1000) return Error::usage("--steps must be in 1..1000, got " + std::to_string(steps));
+  if (window < 1) return Error::usage("--window must be >= 1, got " + std::to_string(window));
+  if (overlap < 0 || overlap >= window)
+    return Error::usage("--overlap must be in 0.." + std::to_string(window - 1) + " (less than --window), got " +
+                        std::to_string(overlap));
+  if (!(cfg >= 0.0) || cfg > 100.0) return Error::usage("--cfg must be in 0..100");
+  if (vae_chunk < 1) return Error::usage("VAE chunk must be >= 1");
+  return Status::success();
+}
+
+// ---------------------------------------------------------------- conditions
+
+TensorConditionSource::TensorConditionSource(at::Tensor environment, at::Tensor mask, at::Tensor pose, at::Tensor objects)
+    : environment_(std::move(environment)), mask_(std::move(mask)), pose_(std::move(pose)), objects_(std::move(objects)) {}
+
+Result<SceneChunk> TensorConditionSource::scene(int64_t begin, int64_t end) {
+  SceneChunk c;
+  if (environment_.defined()) c.environment = environment_.slice(0, begin, end);
+  if (mask_.defined()) c.mask = mask_.slice(0, begin, end);
+  if (objects_.defined()) c.objects = objects_.slice(0, begin, end);
+  return c;
+}
+
+Result<at::Tensor> TensorConditionSource::pose(int64_t begin, int64_t end) { return pose_.slice(0, begin, end); }
+
+// ---------------------------------------------------------------- errors
+
+Error torch_error(const std::exception& e, const std::string& stage) {
+  if (compat::is_out_of_memory(e))
+    return Error::runtime("out of memory during " + stage + "; lower --window or --size, or use --dtype fp16");
+  return Error::runtime("LibTorch failed during " + stage + ": " + compat::short_message(e));
+}
+
+// ---------------------------------------------------------------- generator
+
+at::Tensor Generator::make_noise(uint64_t seed, int64_t frames, int64_t h, int64_t w) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  return at::randn({1, 4, frames, h, w}, gen, at::TensorOptions().dtype(at::kFloat));
+}
+
+Result<ReferenceFeatures> Generator::encode_reference(const at::Tensor& reference, const at::Tensor& reference_clip) const {
+  const BundleConfig& c = bundle_.config();
+  if (!reference.defined() || reference.dim() != 4 || reference.size(0) != 1 || reference.size(1) != 3)
+    return Error::bad_input("reference image tensor must be [1,3,H,W], got " + shape_of(reference));
+  if (!reference_clip.defined() || reference_clip.dim() != 4 || reference_clip.size(1) != 3 ||
+      reference_clip.size(2) != c.clip_size || reference_clip.size(3) != c.clip_size)
+    return Error::bad_input("reference CLIP tensor must be [1,3," + std::to_string(c.clip_size) + "," +
+                            std::to_string(c.clip_size) + "], got " + shape_of(reference_clip));
+  try {
+    compat::InferenceGuard guard;
+    ReferenceFeatures f;
+    f.latent = bundle_.vae_encoder().encode(reference) * c.scaling_factor;
+    f.embed = bundle_.image_encoder().embed(reference_clip);
+    f.tokens = bundle_.reference_net().features(f.latent, f.embed);
+    return f;
+  } catch (const std::exception& e) {
+    return torch_error(e, "reference encoding");
+  }
+}
+
+namespace {
+
+// Everything the per-window loop needs, prepared once.
+struct Prepared {
+  at::Tensor scene;      // [1, 4(+1), T, h, w] bundle dtype (undefined without environment)
+  at::Tensor objects;    // [T, 4, h, w] scaled object latents (undefined = none)
+  at::Tensor pose_all;   // [1, Cp, T, h, w] when cached
+};
+
+}  // namespace
+
+Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSource& cond, const SamplingSettings& s,
+                                     const at::Tensor& noise_in, GenerationStats* stats_out) const {
+  STANDIN_TRY(s.validate());
+  const BundleConfig& c = bundle_.config();
+  const at::Device dev = bundle_.device();
+  const at::ScalarType dt = bundle_.dtype();
+  const int64_t T = cond.num_frames();
+  const int64_t sf = c.vae_scale_factor;
+  const int64_t h = c.height / sf, w = c.width / sf;  // provisional; replaced by the conditions' size
+  if (T <= 0) return Error::bad_input("no frames to generate");
+  GenerationStats local_stats;
+  GenerationStats& stats = stats_out ? *stats_out : local_stats;
+  stats.frames = T;
+
+  STANDIN_ASSIGN_OR_RETURN(auto scheduler, Scheduler::create(s.sampler, c.scheduler, s.steps));
+  const auto windows = plan_windows(T, s.window, s.overlap);
+  stats.windows = static_cast<int>(windows.size());
+  stats.steps = s.steps;
+
+  try {
+    compat::InferenceGuard guard;
+    const auto t_cond = Clock::now();
+    const auto fdev = at::TensorOptions().dtype(at::kFloat).device(dev);
+
+    // ---- work size from the first pose chunk (the conditions define H×W; multiples of 8·2^k)
+    STANDIN_ASSIGN_OR_RETURN(at::Tensor first_pose, cond.pose(0, std::min<int64_t>(T, 1)));
+    if (first_pose.dim() != 4 || first_pose.size(1) != 3)
+      return Error::bad_input("pose maps must be [n,3,H,W], got " + shape_of(first_pose));
+    const int64_t H = first_pose.size(2), W = first_pose.size(3);
+    if (H % sf || W % sf)
+      return Error::bad_input("work size " + std::to_string(W) + "x" + std::to_string(H) + " is not a multiple of " +
+                              std::to_string(sf));
+    const int64_t lh = H / sf, lw = W / sf;
+    (void)h, (void)w;
+
+    // ---- noise
+    at::Tensor noise = noise_in.defined() ? noise_in : make_noise(s.seed, T, lh, lw);
+    if (noise.dim() != 5 || noise.size(0) != 1 || noise.size(1) != c.latent_channels || noise.size(2) != T ||
+        noise.size(3) != lh || noise.size(4) != lw)
+      return Error::bad_input("noise must be [1,4," + std::to_string(T) + "," + std::to_string(lh) + "," + std::to_string(lw) +
+                              "], got " + shape_of(noise));
+    at::Tensor latents = noise.to(fdev) * scheduler->init_noise_sigma();
+
+    // ---- scene conditions once, in latent form
+    Prepared prep;
+    const bool want_objects = bundle_.object_guider() != nullptr;
+    if (c.environment) {
+      const int64_t sc = c.latent_channels + (c.mask_channel ? 1 : 0);
+      prep.scene = at::empty({1, sc, T, lh, lw}, at::TensorOptions().dtype(dt).device(dev));
+    }
+    for (int64_t a = 0; a < T && (c.environment || want_objects); a += s.vae_chunk) {
+      const int64_t b = std::min<int64_t>(T, a + s.vae_chunk);
+      STANDIN_ASSIGN_OR_RETURN(SceneChunk chunk, cond.scene(a, b));
+      if (c.environment) {
+        if (!chunk.environment.defined() || chunk.environment.dim() != 4 || chunk.environment.size(0) != b - a ||
+            chunk.environment.size(1) != 3 || chunk.environment.size(2) != H || chunk.environment.size(3) != W)
+          return Error::bad_input("environment chunk for frames " + std::to_string(a) + ".." + std::to_string(b) +
+                                  " must be [" + std::to_string(b - a) + ",3," + std::to_string(H) + "," + std::to_string(W) +
+                                  "], got " + shape_of(chunk.environment));
+        const at::Tensor env = bundle_.vae_encoder().encode(chunk.environment) * c.scaling_factor;  // [n,4,h,w]
+        prep.scene.slice(2, a, b).narrow(1, 0, c.latent_channels).copy_(env.permute({1, 0, 2, 3}).unsqueeze(0));
+        if (c.mask_channel) {
+          if (!chunk.mask.defined() || chunk.mask.dim() != 4 || chunk.mask.size(0) != b - a || chunk.mask.size(1) != 1 ||
+              chunk.mask.size(2) != H || chunk.mask.size(3) != W)
+            return Error::bad_input("mask chunk for frames " + std::to_string(a) + ".." + std::to_string(b) + " must be [" +
+                                    std::to_string(b - a) + ",1," + std::to_string(H) + "," + std::to_string(W) + "], got " +
+                                    shape_of(chunk.mask));
+          const at::Tensor m = at::avg_pool2d(chunk.mask.to(fdev), {sf, sf});  // [n,1,h,w]
+          prep.scene.slice(2, a, b).narrow(1, c.latent_channels, 1).copy_(m.permute({1, 0, 2, 3}).unsqueeze(0));
+        }
+      }
+      if (want_objects && chunk.objects.defined()) {
+        if (!prep.objects.defined())
+          prep.objects = at::zeros({T, c.latent_channels, lh, lw}, at::TensorOptions().dtype(dt).device(dev));
+        prep.objects.slice(0, a, b).copy_(bundle_.vae_encoder().encode(chunk.objects) * c.scaling_factor);
+      }
+      STANDIN_TRY(check_interrupted());
+    }
+
+    // ---- pose features: whole clip when it fits the cache budget, else per window and step
+    const int64_t pose_bytes = T * c.pose_channels * lh * lw * static_cast<int64_t>(c10::elementSize(dt));
+    const auto pose_features = [&](int64_t a, int64_t b) -> Result<at::Tensor> {  // [1,Cp,n,h,w]
+      STANDIN_ASSIGN_OR_RETURN(at::Tensor p, cond.pose(a, b));
+      if (p.dim() != 4 || p.size(0) != b - a || p.size(1) != 3 || p.size(2) != H || p.size(3) != W)
+        return Error::bad_input("pose maps for frames " + std::to_string(a) + ".." + std::to_string(b) + " must be [" +
+                                std::to_string(b - a) + ",3," + std::to_string(H) + "," + std::to_string(W) + "], got " +
+                                shape_of(p));
+      return bundle_.pose_guider().features(p).permute({1, 0, 2, 3}).unsqueeze(0);
+    };
+    if (pose_bytes <= s.pose_cache_bytes) {
+      prep.pose_all = at::empty({1, c.pose_channels, T, lh, lw}, at::TensorOptions().dtype(dt).device(dev));
+      for (int64_t a = 0; a < T; a += s.vae_chunk) {
+        const int64_t b = std::min<int64_t>(T, a + s.vae_chunk);
+        STANDIN_ASSIGN_OR_RETURN(at::Tensor f, pose_features(a, b));
+        prep.pose_all.slice(2, a, b).copy_(f);
+      }
+      stats.pose_cached = true;
+    }
+    stats.conditions_s = seconds_since(t_cond);
+
+    // ---- constant per-call inputs
+    const bool guided = s.cfg > 1.0;
+    const int64_t B = guided ? 2 : 1;
+    const at::Tensor context = guided ? at::cat({at::zeros_like(ref.embed), ref.embed}, 0) : ref.embed;
+    const at::Tensor keep = guided ? at::tensor({0.0f, 1.0f}).to(dev) : at::ones({1}, fdev);
+
+    const auto t_denoise = Clock::now();
+    std::optional<Progress> progress;
+    if (s.show_progress) progress.emplace("denoising", static_cast<int64_t>(s.steps) * static_cast<int64_t>(windows.size()));
+    at::Tensor count = at::zeros({T}, fdev);
+    for (const auto& win : windows) count.slice(0, win.start, win.end()) += 1;
+    const at::Tensor count5 = count.view({1, 1, T, 1, 1});
+
+    for (int i = 0; i < scheduler->num_steps(); ++i) {
+      const int64_t t = scheduler->timesteps()[i];
+      const at::Tensor timestep = at::full({B}, t, at::TensorOptions().dtype(at::kLong).device(dev));
+      at::Tensor acc = at::zeros_like(latents);
+      for (const auto& win : windows) {
+        const int64_t a = win.start, n = win.length;
+        at::Tensor x = latents.slice(2, a, a + n);
+        at::Tensor inp = c.environment ? at::cat({x.to(dt), prep.scene.slice(2, a, a + n)}, 1) : x.to(dt);
+        UnetInputs u;
+        u.sample = guided ? at::cat({inp, inp}, 0) : inp;
+        u.timestep = timestep;
+        u.context = context;
+        at::Tensor pf;
+        if (prep.pose_all.defined()) {
+          pf = prep.pose_all.slice(2, a, a + n);
+        } else {
+          STANDIN_ASSIGN_OR_RETURN(pf, pose_features(a, a + n));
+        }
+        u.pose = guided ? pf.expand({B, -1, -1, -1, -1}).contiguous() : pf.contiguous();
+        u.reference = ref.tokens;
+        u.reference_keep = keep;
+        if (prep.objects.defined()) {
+          for (const auto& o : bundle_.object_guider()->features(prep.objects.slice(0, a, a + n)))
+            u.objects.push_back(guided ? at::cat({o, o}, 0) : o);
+        }
+        const at::Tensor pred = bundle_.denoising_unet().predict(u).to(at::kFloat);
+        ++stats.unet_calls;
+        const at::Tensor g = guided ? pred.slice(0, 0, 1) + s.cfg * (pred.slice(0, 1, 2) - pred.slice(0, 0, 1)) : pred;
+        acc.slice(2, a, a + n) += g;
+        if (progress) progress->advance();
+        STANDIN_TRY(check_interrupted());
+      }
+      const at::Tensor model_output = acc / count5;
+      latents = scheduler->step(model_output, i, latents);
+    }
+    if (progress) progress->finish();
+    stats.denoise_s = seconds_since(t_denoise);
+    return latents;
+  } catch (const std::exception& e) {
+    return torch_error(e, "denoising");
+  }
+}
+
+Status Generator::decode(const at::Tensor& latents, const FrameSink& sink, int chunk) const {
+  const BundleConfig& c = bundle_.config();
+  if (!latents.defined() || latents.dim() != 5 || latents.size(0) != 1)
+    return Error::runtime("decode needs latents [1,4,T,h,w], got " + shape_of(latents));
+  const int64_t T = latents.size(2);
+  chunk = std::max(chunk, 1);
+  for (int64_t a = 0; a < T; a += chunk) {
+    const int64_t b = std::min<int64_t>(T, a + chunk);
+    at::Tensor frames;
+    try {
+      compat::InferenceGuard guard;
+      const at::Tensor z = latents.slice(2, a, b).squeeze(0).permute({1, 0, 2, 3}) / c.scaling_factor;
+      frames = bundle_.vae_decoder().decode(z).to(at::kFloat).clamp(-1, 1).to(at::kCPU).contiguous();
+    } catch (const std::exception& e) {
+      return torch_error(e, "decoding");
+    }
+    if (sink) STANDIN_TRY(sink(a, frames));
+    STANDIN_TRY(check_interrupted());
+  }
+  return Status::success();
+}
+
+Result<GenerationOutput> Generator::generate(const GenerationInputs& in, const SamplingSettings& s, const FrameSink& sink) const {
+  if (in.conditions == nullptr) return Error::bad_input("generate: no condition source");
+  GenerationOutput out;
+  const auto t0 = Clock::now();
+  STANDIN_ASSIGN_OR_RETURN(auto ref, encode_reference(in.reference, in.reference_clip));
+  out.stats.reference_s = seconds_since(t0);
+  STANDIN_ASSIGN_OR_RETURN(out.latents, sample(ref, *in.conditions, s, in.noise, &out.stats));
+  if (sink) {
+    const auto t1 = Clock::now();
+    STANDIN_TRY(decode(out.latents, sink, s.vae_chunk));
+    out.stats.decode_s = seconds_since(t1);
+  }
+  spdlog::debug("generation: {} frames, {} windows x {} steps, {} UNet calls; reference {:.2f}s, conditions {:.2f}s, "
+                "denoise {:.2f}s, decode {:.2f}s",
+                out.stats.frames, out.stats.windows, out.stats.steps, out.stats.unet_calls, out.stats.reference_s,
+                out.stats.conditions_s, out.stats.denoise_s, out.stats.decode_s);
+  return out;
+}
+
+}  // namespace standin::diffusion
