@@ -125,7 +125,7 @@ def _tiny() -> ModelConfig:
                         motion_num_heads=2, motion_max_len=32),
         pose_guider=PoseGuiderConfig(block_out_channels=(8, 16, 16, 32), embedding_channels=32),
         object_guider=ObjectGuiderConfig(base_channels=16),
-        width=128, height=192, steps=4, cfg=3.5, window=8, overlap=2,
+        width=64, height=96, steps=4, cfg=3.5, window=8, overlap=2,
     )
 
 
@@ -148,3 +148,17 @@ def replace(cfg: ModelConfig, **kw) -> ModelConfig:
     for k, v in kw.items():
         setattr(c, k, v)
     return c
+
+
+def config_from_dict(d: Dict) -> ModelConfig:
+    """Inverse of ModelConfig.to_dict (model.json "architecture")."""
+    sub = {"vae": VAEConfig, "clip": CLIPConfig, "unet": UNetConfig, "pose_guider": PoseGuiderConfig,
+           "object_guider": ObjectGuiderConfig}
+    kw = {}
+    for k, v in d.items():
+        if k in sub:
+            fields = {f.name for f in dataclasses.fields(sub[k])}
+            kw[k] = sub[k](**{kk: tuple(vv) if isinstance(vv, list) else vv for kk, vv in v.items() if kk in fields})
+        elif k in {f.name for f in dataclasses.fields(ModelConfig)}:
+            kw[k] = v
+    return ModelConfig(**kw)
