@@ -20,7 +20,9 @@ cv::Mat shape_agnostic_mask(const cv::Mat& mask, cv::Rect box, int k_h, int k_w)
 cv::Mat shape_agnostic_mask_inference(const cv::Mat& mask, cv::Rect box = {}, int dilate_px = 0);
 
 struct AgnosticTrainingOptions {
-  int k_min = 2, k_max = 16;            // k_h, k_w drawn independently in [k_min, k_max]
+  // Block side in pixels drawn independently per axis in [block_min_px, block_max_px]
+  // (k = box side / block side); inference uses 10 px (k = side / 10).
+  int block_min_px = 5, block_max_px = 40;
   float scale_min = 1.0f, scale_max = 1.3f;  // box grown about its centre before blocking
   float scale_probability = 0.5f;       // how often the box is rescaled
 };
