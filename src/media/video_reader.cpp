@@ -73,7 +73,7 @@ struct VideoReader::Impl {
   cv::Mat coded_rgb;  // conversion target before rotation
   int64_t start_pts = 0;  // stream start, subtracted so frames count from 0
   int64_t next_index = 0;
-  int64_t last_pts = AV_NOPTS_VALUE;
+  int64_t last_pts = AV_NOPTS_VALUE;  // of the previous frame, relative to start_pts
   int64_t nominal_step = 1;  // one frame at the nominal rate, in time_base units
   bool demux_done = false;
   bool decoder_drained = false;
@@ -110,6 +110,9 @@ Status VideoReader::Impl::scan_packets() {
   std::sort(pts_list.begin(), pts_list.end());
   std::vector<int64_t> steps;
   for (size_t i = 1; i < pts_list.size(); ++i) steps.push_back(pts_list[i] - pts_list[i - 1]);
+  // A truncated file loses the last B-frames, leaving a gap among the highest timestamps;
+  // judge the rate on the steps before the tail that reordering can affect.
+  if (steps.size() > 32) steps.resize(steps.size() - std::min<size_t>(16, steps.size() / 4));
   if (steps.size() >= 2) {
     std::vector<int64_t> sorted = steps;
     std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
@@ -217,11 +220,13 @@ Status VideoReader::Impl::convert(Frame& out) {
   int64_t pts = f->best_effort_timestamp;
   if (pts == AV_NOPTS_VALUE) pts = f->pts;
   if (pts == AV_NOPTS_VALUE)
-    pts = last_pts == AV_NOPTS_VALUE ? start_pts : last_pts + nominal_step;
-  else if (last_pts != AV_NOPTS_VALUE && pts <= last_pts)
-    pts = last_pts + 1;  // keep timestamps strictly increasing for the encoder downstream
+    pts = last_pts == AV_NOPTS_VALUE ? 0 : last_pts + nominal_step;
+  else
+    pts = std::max<int64_t>(0, pts - start_pts);  // frames before the stream start: clamp
+  // Strictly increasing and never negative, so the timestamps can go straight to a writer.
+  if (last_pts != AV_NOPTS_VALUE && pts <= last_pts) pts = last_pts + 1;
   last_pts = pts;
-  out.pts = pts - start_pts;
+  out.pts = pts;
   out.time_s = out.pts * av_q2d(stream->time_base);
   out.index = next_index++;
   return Status::success();

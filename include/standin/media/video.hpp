@@ -68,9 +68,11 @@ struct VideoInfo {
 
 struct Frame {
   cv::Mat rgb;         // CV_8UC3, R,G,B byte order, display size (upright)
-  int64_t pts = -1;    // presentation time in time_base units, counted from the start of
-                       // the video stream (first frame at or near 0). For VideoWriter::write,
-                       // pts < 0 means "the next frame at the nominal frame rate".
+  // Presentation time in time_base units, counted from the start of the video stream (first
+  // frame at or near 0). From VideoReader: never negative and strictly increasing (broken or
+  // missing timestamps are repaired). For VideoWriter::write, pts < 0 means "the next frame
+  // at the nominal frame rate".
+  int64_t pts = -1;
   double time_s = 0;   // pts in seconds
   int64_t index = 0;   // 0-based decode order index of this frame
 };

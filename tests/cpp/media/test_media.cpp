@@ -540,3 +540,32 @@ TEST(Image, ReadsJpegThroughFfmpeg) {
   ASSERT_TRUE(from_png.ok());
   EXPECT_GT(cv::PSNR(from_jpeg.value(), from_png.value()), 30.0);
 }
+
+TEST(Image, AppliesExifOrientation) {
+  const std::string jpeg = out_path("person_exif_plain.jpg");
+  const std::string command = "ffmpeg -hide_banner -nostdin -loglevel error -y -i '" +
+                              data("person.png") + "' -q:v 2 '" + jpeg + "'";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  std::ifstream in(jpeg, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 2u);
+  // APP1 Exif segment, little-endian TIFF with one IFD entry: Orientation (0x0112) = 6,
+  // "rotate 90 degrees clockwise to display", as a phone camera writes for portrait shots.
+  const std::string app1("\xFF\xE1\x00\x22"
+                         "Exif\x00\x00"
+                         "II\x2A\x00\x08\x00\x00\x00"
+                         "\x01\x00"
+                         "\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00\x00\x00"
+                         "\x00\x00\x00\x00",
+                         36);
+  const std::string rotated_path = out_path("person_exif6.jpg");
+  std::ofstream(rotated_path, std::ios::binary) << bytes.substr(0, 2) + app1 + bytes.substr(2);
+  auto plain = read_image(jpeg);
+  auto turned = read_image(rotated_path);
+  ASSERT_TRUE(plain.ok() && turned.ok());
+  ASSERT_EQ(turned->cols, 280);
+  ASSERT_EQ(turned->rows, 180);
+  cv::Mat expected;
+  cv::rotate(plain.value(), expected, cv::ROTATE_90_CLOCKWISE);
+  EXPECT_EQ(cv::norm(expected, turned.value(), cv::NORM_INF), 0.0);
+}
