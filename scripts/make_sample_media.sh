@@ -34,9 +34,9 @@ mkdir -p "$out"
 
 ff() { ffmpeg -hide_banner -nostdin -loglevel error -y "$@"; }
 
-# make NAME COMMAND...: runs COMMAND with $tmp as its output path, then moves it into place,
+# produce NAME COMMAND...: runs COMMAND with $tmp as its output path, then moves it into place,
 # so an interrupted or concurrent run never leaves a half-written file under the final name.
-make() {
+produce() {
   local name="$1"; shift
   [[ -s "$out/$name" ]] && return 0
   local tmp="$out/.tmp.$$.$name"
@@ -80,14 +80,14 @@ person() {
      -frames:v 1 "$1"
 }
 
-make vtest.avi copy_source
-make clip_audio.mp4 clip_audio
-make pcm_audio.avi pcm_audio
-make rotated.mp4 rotated
-make rotated_upright.png rotated_upright
-make odd_513x771.mp4 odd_size
-make no_video.m4a no_video
+produce vtest.avi copy_source
+produce clip_audio.mp4 clip_audio
+produce pcm_audio.avi pcm_audio
+produce rotated.mp4 rotated
+produce rotated_upright.png rotated_upright
+produce odd_513x771.mp4 odd_size
+produce no_video.m4a no_video
 empty "$out/empty.mp4"                       # always 0 bytes, so recreate every time
-make text.mp4 text
-make person.png person
+produce text.mp4 text
+produce person.png person
 echo "sample media ready in $out"

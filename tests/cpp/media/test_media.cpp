@@ -405,6 +405,30 @@ TEST(VideoWriter, RejectsMisuseWithClearErrors) {
   EXPECT_FALSE(VideoWriter::open(out_path("nofps.mp4"), 64, 48, options).ok());
 }
 
+TEST(VideoWriter, SameInputGivesByteIdenticalFile) {
+  // CI regression renders compare outputs; the writer must not add times or random ids.
+  auto render = [](const std::string& path) {
+    WriterOptions options;
+    options.fps = {30000, 1001};
+    options.preset = "veryfast";
+    options.audio_from = data("clip_audio.mp4");
+    auto writer = VideoWriter::open(path, 96, 64, options);
+    if (!writer.ok()) return std::string();
+    for (int i = 0; i < 12; ++i) {
+      Frame frame;
+      frame.rgb = synthetic_frame(96, 64, i);
+      if (!writer->write(frame).ok()) return std::string();
+    }
+    if (!writer->finish().ok()) return std::string();
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string first = render(out_path("deterministic_a.mp4"));
+  const std::string second = render(out_path("deterministic_b.mp4"));
+  ASSERT_FALSE(first.empty());
+  EXPECT_TRUE(first == second);
+}
+
 TEST(VideoWriter, DestroyedWithoutFinishDoesNotCrash) {
   WriterOptions options;
   options.fps = {24, 1};
