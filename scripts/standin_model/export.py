@@ -47,9 +47,8 @@ def init_random(model: StandinModel, seed: int, exercise: bool = True) -> None:
         for p in m.parameters(recurse=False):
             if p.dim() >= 2:
                 fan_in = p[0].numel()
-                bound = 1.0 / fan_in ** 0.5
                 with torch.no_grad():
-                    p.copy_(torch.rand(p.shape, generator=g) * 2 * bound - bound)
+                    p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
             elif p.dim() == 1:
                 with torch.no_grad():
                     if isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
@@ -72,6 +71,41 @@ def init_random(model: StandinModel, seed: int, exercise: bool = True) -> None:
             for m in model.modules():
                 if isinstance(m, ObjectBlend):
                     m.gate.copy_(0.2 + 0.3 * torch.rand(m.gate.shape, generator=g))
+        calibrate(model, g, exercise)
+
+
+def _std(x: torch.Tensor) -> float:
+    return max(float(x.float().std()), 1e-8)
+
+
+@torch.no_grad()
+def calibrate(model: StandinModel, g: torch.Generator, exercise: bool) -> None:
+    """Scale a few output layers of a random model so that its tensors have sane magnitudes on a
+    fixed probe: scaled VAE latents ~ unit std, decoded images ~ 0.5 std, pose / object guider
+    features comparable to the UNet's conv_in output."""
+    cfg = model.cfg
+    H = W = max(64, size_multiple(cfg))
+    probe = torch.rand(2, 3, H, W, generator=g) * 2 - 1
+    vae = model.vae
+    lc = cfg.vae.latent_channels
+    k = 1.0 / (_std(vae.encode_mean(probe)) * cfg.vae.scaling_factor)
+    vae.quant_conv.weight[:lc] *= k
+    vae.quant_conv.bias[:lc] *= k
+    lat = vae.encode_mean(probe)
+    vae.decoder.conv_out.weight *= 0.5 / _std(vae.decode(lat))
+    vae.decoder.conv_out.bias *= 0.0
+    u = model.denoising_unet
+    h, w = H // cfg.vae_scale_factor, W // cfg.vae_scale_factor
+    ref = _std(u.conv_in(torch.randn(2, u.in_channels, h, w, generator=g)))
+    if exercise:
+        pg = model.pose_guider
+        pose = (torch.rand(2, 3, H, W, generator=g) > 0.9).float()
+        depth = torch.rand(2, 1, H, W, generator=g) if cfg.pose_modulation else None
+        pg.conv_out.weight *= 0.5 * ref / _std(pg(pose, depth))
+        if model.object_guider is not None:
+            outs = model.object_guider(lat * cfg.vae.scaling_factor)
+            for conv, o in zip(model.object_guider.outs, outs):
+                conv.weight *= 1.0 / _std(o)
 
 
 def zero_additions(model: StandinModel) -> None:

@@ -38,7 +38,7 @@ class PoseGuider(nn.Module):
         self.conv_out = zero_module(nn.Conv2d(ch[-1], cfg.embedding_channels, 3, padding=1))
         self.pose_modulation = pose_modulation
         if pose_modulation:
-            self.depth_conv_in, self.depth_blocks = _conv_stack(1, ch)
+            self.depth_conv_in, self.depth_blocks = _conv_stack(1, ch)  # type: ignore[assignment]
             heads = max(1, ch[-1] // 64)
             self.modulation_norm = nn.LayerNorm(ch[-1])
             self.modulation_norm_depth = nn.LayerNorm(ch[-1])
@@ -46,7 +46,7 @@ class PoseGuider(nn.Module):
             zero_module(self.modulation_attn.to_out[0])
         else:
             self.depth_conv_in = None
-            self.depth_blocks = None
+            self.depth_blocks = nn.ModuleList()
             self.modulation_norm = None
             self.modulation_norm_depth = None
             self.modulation_attn = None
@@ -56,10 +56,10 @@ class PoseGuider(nn.Module):
         x = F.silu(self.conv_in(pose.to(dtype)))
         for b in self.blocks:
             x = F.silu(b(x))
-        if self.depth_conv_in is not None and self.depth_blocks is not None and depth is not None:
+        if self.depth_conv_in is not None and depth is not None:
             d = F.silu(self.depth_conv_in(depth.to(dtype)))
-            for b in self.depth_blocks:
-                d = F.silu(b(d))
+            for db in self.depth_blocks:
+                d = F.silu(db(d))
             if self.modulation_attn is not None and self.modulation_norm is not None \
                     and self.modulation_norm_depth is not None:
                 n, c, h, w = x.shape
