@@ -30,6 +30,7 @@ all_ok() {
 }
 
 if all_ok; then
+  ( cd "$DEST" && sha256sum *.tflite > SHA256SUMS )
   echo "fetch_mediapipe: models present and verified in $DEST"
   exit 0
 fi

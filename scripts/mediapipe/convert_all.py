@@ -34,6 +34,24 @@ def sha256(path):
     return h.hexdigest()
 
 
+def trace(mod, example):
+    """torch.jit.trace records aten::_convolution with the *current* cuDNN flags as constants
+    (benchmark, deterministic, cudnn_enabled, allow_tf32). Trace with allow_tf32=False so the
+    exported graph runs convolutions in IEEE fp32 on CUDA too: with TF32 the landmark model's
+    large-magnitude activations drift (segmentation logits off by ~9% on an H100)."""
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.enabled)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = False
+    torch.backends.cudnn.enabled = True
+    try:
+        return torch.jit.trace(mod, example, check_trace=False)
+    finally:
+        (torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+         torch.backends.cudnn.deterministic, torch.backends.cudnn.enabled) = saved
+
+
 def convert(name, models_dir, out_dir):
     src = os.path.join(models_dir, name + ".tflite")
     if not os.path.exists(src):
@@ -48,7 +66,7 @@ def convert(name, models_dir, out_dir):
     example = torch.rand(1, 3, h, w) * (hi - lo) + lo
     with torch.no_grad():
         eager = mod(example)
-        traced = torch.jit.trace(mod, example, check_trace=False)
+        traced = trace(mod, example)
     outputs = []
     for n, tn, y in zip(names, tfl_names, eager):
         outputs.append({"name": n, "tflite_name": tn, "shape": list(y.shape),

@@ -522,8 +522,10 @@ def main(argv=None):
     mod = load(a.tflite)
     shp = mod.shape[mod.input_ids[0]]
     example = torch.rand(shp[0], shp[3], shp[1], shp[2])
+    import convert_all  # noqa: E402  (same tracing rules as convert_all: no TF32)
+
     with torch.no_grad():
-        traced = torch.jit.trace(mod, example, check_trace=False)
+        traced = convert_all.trace(mod, example)
     traced.save(a.out)
     print("wrote", a.out, "ops:", mod.op_counts)
 

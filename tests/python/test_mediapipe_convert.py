@@ -159,3 +159,16 @@ def test_torchscript_roundtrip(tmp_path):
         b = module("selfie_segmentation")(x)[0]
     assert a.shape == (1, 1, 256, 256) and entry["outputs"][0]["shape"] == [1, 1, 256, 256]
     assert float((a - b).abs().max()) < 1e-5
+
+
+def test_exported_graph_has_no_tf32(tmp_path):
+    """Traced convolutions carry allow_tf32 as a constant; it must be False (exact on CUDA)."""
+    import convert_all
+
+    convert_all.convert("selfie_segmentation_landscape", MODELS_DIR, str(tmp_path))
+    m = torch.jit.load(str(tmp_path / "selfie_segmentation_landscape.pt"))
+    convs = [n for n in m.graph.nodes() if n.kind() == "aten::_convolution"]
+    assert convs
+    for n in convs:
+        allow_tf32 = list(n.inputs())[-1]
+        assert allow_tf32.node().kind() == "prim::Constant" and allow_tf32.toIValue() is False
