@@ -71,9 +71,63 @@ Result<at::Device> DeviceSpec::resolve() const {
 // ---------------------------------------------------------------- model.json
 
 std::string TensorSpec::shape_str() const {
-  std::string s = is_list ? "List[[" : "[";
+  if (is_list) {
+    std::string s = "List[";
+    for (size_t i = 0; i < items.size(); ++i) s += (i ? ", " : "") + items[i].shape_str();
+    return s + "]";
+  }
+  std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + shape[i].str();
-  return s + (is_list ? "]]" : "]");
+  return s + "]";
+}
+
+std::optional<int64_t> Dim::eval(const std::map<std::string, int64_t>& bindings) const {
+  if (expr.empty()) return size;
+  // tokens: identifiers, integers, '*', '/'; strictly left to right
+  std::optional<int64_t> acc;
+  char op = 0;
+  size_t i = 0;
+  while (i < expr.size()) {
+    const char ch = expr[i];
+    if (ch == ' ') { ++i; continue; }
+    if (ch == '*' || ch == '/') {
+      if (!acc || op) return std::nullopt;
+      op = ch;
+      ++i;
+      continue;
+    }
+    int64_t v = 0;
+    if (std::isdigit(static_cast<unsigned char>(ch))) {
+      size_t j = i;
+      while (j < expr.size() && std::isdigit(static_cast<unsigned char>(expr[j]))) ++j;
+      v = std::stoll(expr.substr(i, j - i));
+      i = j;
+    } else if (std::isalpha(static_cast<unsigned char>(ch)) || ch == '_') {
+      size_t j = i;
+      while (j < expr.size() && (std::isalnum(static_cast<unsigned char>(expr[j])) || expr[j] == '_')) ++j;
+      auto it = bindings.find(expr.substr(i, j - i));
+      if (it == bindings.end()) return std::nullopt;
+      v = it->second;
+      i = j;
+    } else {
+      return std::nullopt;
+    }
+    if (!acc) {
+      if (op) return std::nullopt;
+      acc = v;
+    } else {
+      if (!op) return std::nullopt;
+      if (op == '/') {
+        if (v == 0) return std::nullopt;
+        acc = *acc / v;
+      } else {
+        acc = *acc * v;
+      }
+      op = 0;
+    }
+  }
+  if (op) return std::nullopt;
+  return acc;
 }
 
 const std::vector<std::string>& required_modules() {
@@ -116,30 +170,44 @@ struct Reader {
   }
 };
 
+Result<std::vector<Dim>> parse_shape(const json& shape, const std::string& where, const std::string& origin) {
+  std::vector<Dim> out;
+  if (!shape.is_array()) return Error::model(origin + ": " + where + ".shape must be an array");
+  for (const auto& d : shape) {
+    Dim dim;
+    if (d.is_number_integer()) dim.size = d.get<int64_t>();
+    else if (d.is_string() && !d.get<std::string>().empty()) dim.expr = d.get<std::string>();
+    else return Error::model(origin + ": " + where + ".shape has an entry that is neither int nor expression: " + d.dump());
+    out.push_back(dim);
+  }
+  return out;
+}
+
 Result<TensorSpec> parse_tensor_spec(const json& j, const std::string& where, const std::string& origin) {
   TensorSpec spec;
   if (!j.is_object()) return Error::model(origin + ": " + where + " must be an object");
   spec.name = j.value("name", std::string());
-  spec.dtype = j.value("dtype", std::string());
-  std::string type = j.value("type", std::string());
-  if (j.value("list", false) || type.rfind("List", 0) == 0 || j.value("kind", std::string()) == "list")
+  const std::string type = j.value("type", std::string("tensor"));
+  if (type == "tensor") {
+    if (!j.contains("shape")) return Error::model(origin + ": missing key '" + where + ".shape'");
+    STANDIN_ASSIGN_OR_RETURN(spec.shape, parse_shape(j.at("shape"), where, origin));
+    spec.dtype = j.value("dtype", std::string());
+  } else if (type == "tensor_list") {
     spec.is_list = true;
-  if (spec.dtype.rfind("List[", 0) == 0) {  // "List[float32]"
-    spec.is_list = true;
-    spec.dtype = spec.dtype.substr(5, spec.dtype.size() - 6);
-  }
-  const json* shape = nullptr;
-  if (j.contains("shape")) shape = &j.at("shape");
-  else if (j.contains("element_shape")) shape = &j.at("element_shape");
-  if (shape && !shape->is_null()) {
-    if (!shape->is_array()) return Error::model(origin + ": " + where + ".shape must be an array");
-    for (const auto& d : *shape) {
-      Dim dim;
-      if (d.is_number_integer()) dim.size = d.get<int64_t>();
-      else if (d.is_string()) dim.symbol = d.get<std::string>();
-      else return Error::model(origin + ": " + where + ".shape has an entry that is neither int nor symbol: " + d.dump());
-      spec.shape.push_back(dim);
+    spec.optional = j.value("optional", false);
+    if (!j.contains("items") || !j.at("items").is_array())
+      return Error::model(origin + ": " + where + " is a tensor_list without an 'items' array");
+    for (size_t i = 0; i < j.at("items").size(); ++i) {
+      const json& it = j.at("items")[i];
+      const std::string w = where + ".items[" + std::to_string(i) + "]";
+      TensorSpec item;
+      if (!it.is_object() || !it.contains("shape")) return Error::model(origin + ": missing key '" + w + ".shape'");
+      STANDIN_ASSIGN_OR_RETURN(item.shape, parse_shape(it.at("shape"), w, origin));
+      item.dtype = it.value("dtype", std::string());
+      spec.items.push_back(std::move(item));
     }
+  } else {
+    return Error::model(origin + ": " + where + " has unknown type '" + type + "' (tensor, tensor_list)");
   }
   return spec;
 }
@@ -198,6 +266,9 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
     r.req(*g, "clip_size", "geometry.clip_size", c.clip_size);
     r.req(*g, "context_dim", "geometry.context_dim", c.context_dim);
     r.req(*g, "unet_in_channels", "geometry.unet_in_channels", c.unet_in_channels);
+    c.size_multiple = c.vae_scale_factor;
+    r.opt(*g, "size_multiple", "geometry.size_multiple", c.size_multiple);
+    r.opt(*g, "max_window", "geometry.max_window", c.max_window);
   }
   if (const json* l = r.get(j, "latent", "latent")) r.req(*l, "scaling_factor", "latent.scaling_factor", c.scaling_factor);
   if (const json* k = r.get(j, "conditioning", "conditioning")) {
@@ -206,12 +277,19 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
     r.opt(*k, "reference_blocks", "conditioning.reference_blocks", c.reference_blocks);
     r.opt(*k, "object_guider", "conditioning.object_guider", c.object_guider);
     r.req(*k, "pose_channels", "conditioning.pose_channels", c.pose_channels);
+    r.opt(*k, "pose_modulation", "conditioning.pose_modulation", c.pose_modulation);
   }
   if (const json* d = r.get(j, "defaults", "defaults")) {
     r.opt(*d, "steps", "defaults.steps", c.defaults.steps);
     r.opt(*d, "cfg", "defaults.cfg", c.defaults.cfg);
     r.opt(*d, "window", "defaults.window", c.defaults.window);
     r.opt(*d, "overlap", "defaults.overlap", c.defaults.overlap);
+    r.opt(*d, "sampler", "defaults.sampler", c.defaults.sampler);
+  }
+  if (j.contains("dry_run")) {
+    std::map<std::string, int64_t> dr;
+    r.req(j, "dry_run", "dry_run", dr);
+    c.dry_run = dr;
   }
   const json* sched = r.get(j, "scheduler", "scheduler");
   const json* mods = r.get(j, "modules", "modules");
@@ -233,6 +311,18 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
                         std::to_string(expect_in));
   if (c.defaults.steps < 1 || c.defaults.window < 1 || c.defaults.overlap < 0)
     return Error::model(origin + ": defaults need steps >= 1, window >= 1, overlap >= 0");
+  if (c.size_multiple < c.vae_scale_factor || c.size_multiple % c.vae_scale_factor)
+    return Error::model(origin + ": geometry.size_multiple must be a multiple of vae_scale_factor");
+  // Dry-run sizes: model.json's, completed with defaults (the smallest valid sizes).
+  {
+    const int64_t side = std::max<int64_t>(64, c.size_multiple);
+    std::map<std::string, int64_t> def = {{"N", 2}, {"B", 2}, {"F", 2}, {"H", side}, {"W", side}};
+    for (const auto& [k, v] : def) c.dry_run.emplace(k, v);
+    if (c.dry_run["H"] % c.size_multiple || c.dry_run["W"] % c.size_multiple)
+      return Error::model(origin + ": dry_run H/W must be multiples of geometry.size_multiple");
+    c.dry_run["h"] = c.dry_run["H"] / c.vae_scale_factor;
+    c.dry_run["w"] = c.dry_run["W"] / c.vae_scale_factor;
+  }
 
   if (!mods->is_object()) return Error::model(origin + ": 'modules' must be an object");
   for (auto it = mods->begin(); it != mods->end(); ++it) {
@@ -290,7 +380,10 @@ at::Tensor ModuleBase::in(const at::Tensor& t) const {
 at::Tensor VaeEncoder::encode(const at::Tensor& image) const { return call({in(image)}).toTensor(); }
 at::Tensor VaeDecoder::decode(const at::Tensor& latent) const { return call({in(latent)}).toTensor(); }
 at::Tensor ImageEncoder::embed(const at::Tensor& pixels) const { return call({in(pixels)}).toTensor(); }
-at::Tensor PoseGuider::features(const at::Tensor& pose) const { return call({in(pose)}).toTensor(); }
+at::Tensor PoseGuider::features(const at::Tensor& pose, const at::Tensor& depth) const {
+  if (depth.defined()) return call({in(pose), in(depth)}).toTensor();
+  return call({in(pose)}).toTensor();
+}
 
 namespace {
 std::vector<at::Tensor> to_tensor_vector(const c10::IValue& v) {
@@ -337,28 +430,25 @@ at::Tensor DenoisingUnet::predict(const UnetInputs& x) const {
 
 // ---------------------------------------------------------------- contract checks
 
-std::string match_spec(const TensorSpec& spec, const at::Tensor& t, std::map<std::string, int64_t>& bindings,
-                       at::ScalarType float_dtype) {
-  if (spec.shape.empty()) return "";
-  std::map<std::string, int64_t> local;  // unknown symbols bind per tensor
+std::string match_spec(const TensorSpec& spec, const at::Tensor& t, const std::map<std::string, int64_t>& bindings,
+                       std::optional<at::ScalarType> float_dtype) {
+  std::map<std::string, int64_t> wild;  // unbound expressions match anything, consistently
   bool ok = static_cast<int64_t>(spec.shape.size()) == t.dim();
   for (size_t i = 0; ok && i < spec.shape.size(); ++i) {
     const Dim& d = spec.shape[i];
     const int64_t got = t.size(static_cast<int64_t>(i));
-    if (d.symbol.empty()) {
-      ok = d.size == got;
-    } else if (auto it = bindings.find(d.symbol); it != bindings.end()) {
+    if (auto want = d.eval(bindings)) {
+      ok = *want == got;
+    } else if (auto it = wild.find(d.expr); it != wild.end()) {
       ok = it->second == got;
-    } else if (auto lt = local.find(d.symbol); lt != local.end()) {
-      ok = lt->second == got;
     } else {
-      local[d.symbol] = got;
+      wild[d.expr] = got;
     }
   }
   std::string dtype_problem;
-  if (!spec.dtype.empty()) {
+  if (float_dtype && !spec.dtype.empty()) {
     if (auto want = parse_scalar_type(spec.dtype)) {
-      const at::ScalarType expect = at::isFloatingType(*want) ? float_dtype : *want;
+      const at::ScalarType expect = at::isFloatingType(*want) ? *float_dtype : *want;
       if (t.scalar_type() != expect) dtype_problem = std::string(" (expected dtype ") + c10::toString(expect) + ")";
     }
   }
@@ -366,6 +456,19 @@ std::string match_spec(const TensorSpec& spec, const at::Tensor& t, std::map<std
   std::ostringstream os;
   os << "is " << describe(t) << " but model.json declares " << spec.shape_str() << " " << spec.dtype << dtype_problem;
   return os.str();
+}
+
+std::string match_list(const TensorSpec& spec, const std::vector<at::Tensor>& ts,
+                       const std::map<std::string, int64_t>& bindings, std::optional<at::ScalarType> float_dtype) {
+  if (!spec.is_list) return ts.size() == 1 ? match_spec(spec, ts[0], bindings, float_dtype) : "is a list, declared a tensor";
+  if (ts.empty() && spec.optional) return "";
+  if (ts.size() != spec.items.size())
+    return "has " + std::to_string(ts.size()) + " tensors but model.json declares " + std::to_string(spec.items.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const std::string p = match_spec(spec.items[i], ts[i], bindings, float_dtype);
+    if (!p.empty()) return "[" + std::to_string(i) + "] " + p;
+  }
+  return "";
 }
 
 namespace {
@@ -405,7 +508,13 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
     try {
       auto mod = std::make_shared<torch::jit::Module>(torch::jit::load(path.string(), b.device_));
       mod->eval();
-      if (b.dtype_ != at::kFloat || b.config_.dtype != "float32") mod->to(b.dtype_);
+      // Module::to(dtype) would also convert integer buffers (e.g. position ids); convert only
+      // floating-point parameters and buffers, as Python's nn.Module.to does.
+      torch::NoGradGuard no_grad;
+      for (const auto& p : mod->parameters())
+        if (p.is_floating_point() && p.scalar_type() != b.dtype_) p.set_data(p.to(b.dtype_));
+      for (const auto& t : mod->buffers())
+        if (t.is_floating_point() && t.scalar_type() != b.dtype_) t.set_data(t.to(b.dtype_));
       target.module_ = std::move(mod);
     } catch (const std::exception& e) {
       return module_error(m, dir, "cannot be loaded as TorchScript: " + compat::short_message(e));
@@ -417,7 +526,6 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
     return Status::success();
   };
 
-  compat::InferenceGuard guard;
   STANDIN_TRY(load_one("vae_encoder", b.vae_encoder_));
   STANDIN_TRY(load_one("vae_decoder", b.vae_decoder_));
   STANDIN_TRY(load_one("image_encoder", b.image_encoder_));
@@ -425,122 +533,114 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
   STANDIN_TRY(load_one("pose_guider", b.pose_guider_));
   STANDIN_TRY(load_one("denoising_unet", b.denoising_unet_));
   if (b.config_.modules.count("object_guider")) STANDIN_TRY(load_one("object_guider", b.object_guider_));
-  if (options.dry_run) STANDIN_TRY(b.dry_run(options));
+  if (options.dry_run) {
+    compat::InferenceGuard guard;
+    STANDIN_TRY(b.dry_run(options));
+  }
   spdlog::debug("loaded bundle '{}' from {} on {} as {}", b.config_.name, dir, b.device_.str(), c10::toString(b.dtype_));
   return b;
 }
 
-Status Bundle::dry_run(const LoadOptions& options) {
+Status Bundle::dry_run(const LoadOptions&) {
   const BundleConfig& c = config_;
-  const int64_t size = options.dry_run_size;
-  const int64_t sf = c.vae_scale_factor;
-  if (size % sf != 0) return Error::usage("dry-run size must be a multiple of the VAE scale factor");
-  const int64_t F = options.dry_run_frames, B = 2, h = size / sf, w = size / sf;
-  std::map<std::string, int64_t> bind = {{"N", 1},      {"B", B},      {"F", F},
-                                         {"H", size},   {"W", size},   {"h", h},
-                                         {"w", w},      {"S", c.clip_size}, {"D", c.context_dim},
-                                         {"C_in", c.unet_in_channels}};
+  std::map<std::string, int64_t> bind = c.dry_run;
+  const int64_t N = bind.at("N"), B = bind.at("B"), F = bind.at("F"), H = bind.at("H"), W = bind.at("W");
+  const int64_t h = bind.at("h"), w = bind.at("w");
   auto gen = at::detail::createCPUGenerator(1234);
-  const auto randn = [&](at::IntArrayRef shape, double scale = 1.0) {
-    return (at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat)) * scale).to(device_, dtype_);
+  const auto randn = [&](at::IntArrayRef shape) {
+    return at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat)).to(device_, dtype_);
   };
-
-  // Runs `fn`, converting exceptions, then checks inputs and outputs against the declared specs.
-  const auto check = [&](const std::string& name, const std::vector<c10::IValue>& inputs,
-                         const std::function<c10::IValue()>& fn) -> Result<c10::IValue> {
-    const ModuleSpec& m = config_.modules.at(name);
-    // Declared inputs vs the tensors the contract says we feed (shapes only).
-    for (size_t i = 0; i < m.inputs.size() && i < inputs.size(); ++i) {
-      if (!inputs[i].isTensor() || m.inputs[i].is_list) continue;
-      const at::Tensor& t = inputs[i].toTensor();
-      auto spec = m.inputs[i];
-      spec.dtype.clear();
-      const std::string problem = match_spec(spec, t, bind, dtype_);
-      if (!problem.empty())
-        return module_error(m, dir_, "input '" + spec.name + "' per docs/BUNDLE.md " + problem);
-    }
-    if (!m.inputs.empty() && m.inputs.size() != inputs.size())
-      return module_error(m, dir_, "model.json declares " + std::to_string(m.inputs.size()) + " inputs, the contract has " +
-                                       std::to_string(inputs.size()));
-    c10::IValue out;
-    try {
-      out = fn();
-    } catch (const std::exception& e) {
-      if (compat::is_out_of_memory(e)) return Error::runtime("out of memory while checking bundle module '" + name + "'");
-      return module_error(m, dir_, "dry run failed (module does not accept the documented inputs): " + compat::short_message(e));
-    }
-    // Outputs: a single tensor or a list, matched against outputs[0].
-    const TensorSpec& spec = m.outputs[0];
-    const at::ScalarType float_dtype = (spec.dtype == "float32" && c.dtype != "float32") ? at::kFloat : dtype_;
-    if (spec.is_list) {
-      if (!(out.isList() || out.isTensorList() || out.isTuple()))
-        return module_error(m, dir_, "dry run output '" + spec.name + "' is not a list of tensors as model.json declares");
-      std::vector<at::Tensor> items;
-      if (out.isTuple()) for (const auto& e : out.toTupleRef().elements()) items.push_back(e.toTensor());
-      else for (const auto& e : out.toListRef()) items.push_back(e.toTensor());
-      if (items.empty() && name == "reference_net")
-        return module_error(m, dir_, "dry run returned no reference features");
-      for (size_t i = 0; i < items.size(); ++i) {
-        const std::string problem = match_spec(spec, items[i], bind, float_dtype);
-        if (!problem.empty())
-          return module_error(m, dir_, "dry run output '" + spec.name + "[" + std::to_string(i) + "]' " + problem);
-      }
-    } else {
-      if (!out.isTensor()) return module_error(m, dir_, "dry run output '" + spec.name + "' is not a tensor as model.json declares");
-      const std::string problem = match_spec(spec, out.toTensor(), bind, float_dtype);
-      if (!problem.empty()) return module_error(m, dir_, "dry run output '" + spec.name + "' " + problem);
-    }
+  const auto as_vector = [](const c10::IValue& v) {
+    std::vector<at::Tensor> out;
+    if (v.isTensor()) out.push_back(v.toTensor());
+    else if (v.isTuple()) for (const auto& e : v.toTupleRef().elements()) out.push_back(e.toTensor());
+    else if (v.isList()) for (const auto& e : v.toListRef()) out.push_back(e.toTensor());
     return out;
   };
 
-  const auto image = randn({1, 3, size, size}, 0.5).clamp(-1, 1);
-  STANDIN_ASSIGN_OR_RETURN(auto lat_iv, check("vae_encoder", {image}, [&] { return c10::IValue(vae_encoder_.encode(image)); }));
-  const at::Tensor latent = lat_iv.toTensor() * c.scaling_factor;
-  const auto dec_in = randn({1, c.latent_channels, h, w});
-  STANDIN_TRY(check("vae_decoder", {dec_in}, [&] { return c10::IValue(vae_decoder_.decode(dec_in)); }));
-  const auto pixels = randn({1, 3, c.clip_size, c.clip_size});
-  STANDIN_ASSIGN_OR_RETURN(auto emb_iv, check("image_encoder", {pixels}, [&] { return c10::IValue(image_encoder_.embed(pixels)); }));
-  const at::Tensor embed = emb_iv.toTensor();
-  if (embed.dim() != 3 || embed.size(0) != 1 || embed.size(2) != c.context_dim)
+  // Feeds the module the inputs docs/BUNDLE.md prescribes; checks that model.json declares the
+  // same inputs, that the module accepts them, and that its output matches the declaration.
+  const auto check = [&](const std::string& name, const std::vector<c10::IValue>& inputs) -> Result<std::vector<at::Tensor>> {
+    const ModuleSpec& m = config_.modules.at(name);
+    if (m.inputs.size() != inputs.size())
+      return module_error(m, dir_, "model.json declares " + std::to_string(m.inputs.size()) + " inputs, the contract (docs/BUNDLE.md) has " +
+                                       std::to_string(inputs.size()));
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const std::string problem = inputs[i].isTensor()
+                                      ? match_list(m.inputs[i], {inputs[i].toTensor()}, bind, std::nullopt)
+                                      : match_list(m.inputs[i], as_vector(inputs[i]), bind, std::nullopt);
+      if (!problem.empty()) return module_error(m, dir_, "input '" + m.inputs[i].name + "' as the contract builds it " + problem);
+    }
+    c10::IValue out;
+    try {
+      out = module_of(name).call(inputs);
+    } catch (const std::exception& e) {
+      if (compat::is_out_of_memory(e)) return Error::runtime("out of memory while checking bundle module '" + name + "'");
+      return module_error(m, dir_, "dry run failed (the module does not accept the documented inputs): " + compat::short_message(e));
+    }
+    const TensorSpec& spec = m.outputs[0];
+    if (spec.is_list != !out.isTensor())
+      return module_error(m, dir_, std::string("dry run output '") + spec.name + "' is " + (out.isTensor() ? "a tensor" : "a list") +
+                                       " but model.json declares " + (spec.is_list ? "a tensor list" : "a tensor"));
+    auto produced = as_vector(out);
+    for (const auto& t : produced)
+      if (!at::isfinite(t).all().item<bool>())
+        return module_error(m, dir_, "dry run output '" + spec.name + "' has NaN/Inf values (corrupt weights?)");
+    const std::string problem = match_list(spec, produced, bind, dtype_);
+    if (!problem.empty()) return module_error(m, dir_, "dry run output '" + spec.name + "' " + problem);
+    return produced;
+  };
+
+  const auto image = randn({N, 3, H, W}).clamp(-1, 1);
+  STANDIN_ASSIGN_OR_RETURN(auto lat, check("vae_encoder", {image}));
+  STANDIN_TRY(check("vae_decoder", {randn({N, c.latent_channels, h, w})}));
+  STANDIN_ASSIGN_OR_RETURN(auto emb, check("image_encoder", {randn({N, 3, c.clip_size, c.clip_size})}));
+  if (emb[0].dim() != 3 || emb[0].size(2) != c.context_dim)
     return module_error(config_.modules.at("image_encoder"), dir_,
-                        "embeds " + describe(embed) + " do not match [N,1,D] with D = geometry.context_dim " + std::to_string(c.context_dim));
-  std::vector<at::Tensor> reference;
-  STANDIN_TRY(check("reference_net", {latent, embed}, [&] {
-    reference = reference_net_.features(latent, embed);
-    return c10::IValue(to_list(reference));
-  }));
-  const auto pose = randn({F, 3, size, size}).abs().clamp(0, 1);
-  bind["N"] = F;
-  STANDIN_ASSIGN_OR_RETURN(auto pose_iv, check("pose_guider", {pose}, [&] { return c10::IValue(pose_guider_.features(pose)); }));
-  bind["N"] = 1;
-  const at::Tensor pose_feat = pose_iv.toTensor();
-  if (pose_feat.dim() != 4 || pose_feat.size(1) != c.pose_channels || pose_feat.size(2) != h || pose_feat.size(3) != w)
+                        "embeds " + describe(emb[0]) + " do not end in geometry.context_dim " + std::to_string(c.context_dim));
+  const at::Tensor latent = (lat[0].slice(0, 0, 1) * c.scaling_factor).to(dtype_);
+  const at::Tensor embed = emb[0].slice(0, 0, 1);
+  STANDIN_ASSIGN_OR_RETURN(auto reference, check("reference_net", {latent, embed}));
+  std::vector<c10::IValue> pose_in = {randn({N, 3, H, W}).abs().clamp(0, 1)};
+  if (c.pose_modulation) pose_in.push_back(randn({N, 1, H, W}).abs().clamp(0, 1));
+  STANDIN_ASSIGN_OR_RETURN(auto pose, check("pose_guider", pose_in));
+  if (pose[0].dim() != 4 || pose[0].size(1) != c.pose_channels)
     return module_error(config_.modules.at("pose_guider"), dir_,
-                        "features " + describe(pose_feat) + " do not match [N,pose_channels,h,w] with pose_channels = " +
-                            std::to_string(c.pose_channels));
+                        "features " + describe(pose[0]) + " do not have conditioning.pose_channels = " + std::to_string(c.pose_channels));
   std::vector<at::Tensor> objects;
   if (object_guider_.loaded()) {
-    const auto obj = randn({1, c.latent_channels, h, w});
-    std::vector<at::Tensor> per_frame;
-    STANDIN_TRY(check("object_guider", {obj}, [&] {
-      per_frame = object_guider_.features(obj);
-      return c10::IValue(to_list(per_frame));
-    }));
-    for (const auto& f : per_frame) objects.push_back(f.expand({B * F, f.size(1), f.size(2), f.size(3)}).contiguous());
+    const auto bind_n = bind;
+    bind["N"] = B * F;  // objects are fed to the UNet as [B*F, ...]
+    auto r = check("object_guider", {randn({B * F, c.latent_channels, h, w})});
+    bind = bind_n;
+    if (!r.ok()) return r.error();
+    objects = r.value();
   }
-
-  UnetInputs u;
-  u.sample = randn({B, c.unet_in_channels, F, h, w});
-  u.timestep = at::full({B}, 999, at::TensorOptions().dtype(at::kLong).device(device_));
-  u.context = at::cat({at::zeros_like(embed), embed}, 0);
-  u.pose = pose_feat.permute({1, 0, 2, 3}).unsqueeze(0).expand({B, -1, -1, -1, -1}).contiguous();
-  u.reference = reference;
-  u.reference_keep = at::tensor({0.0f, 1.0f}).to(device_);
-  u.objects = objects;
-  STANDIN_TRY(check("denoising_unet",
-                    {u.sample, u.timestep, u.context, u.pose, to_list(u.reference), u.reference_keep, to_list(u.objects)},
-                    [&] { return c10::IValue(denoising_unet_.predict(u)); }));
+  // pose features for F frames, as [B, C, F, h, w]
+  at::Tensor pf = pose[0].slice(0, 0, 1).expand({F, -1, -1, -1});
+  pf = pf.permute({1, 0, 2, 3}).unsqueeze(0).expand({B, -1, -1, -1, -1}).contiguous();
+  std::vector<float> keep(B);
+  for (int64_t i = 0; i < B; ++i) keep[i] = float(i % 2);
+  const std::vector<c10::IValue> unet_in = {
+      randn({B, c.unet_in_channels, F, h, w}),
+      at::full({B}, 999, at::TensorOptions().dtype(at::kLong).device(device_)),
+      at::cat({at::zeros_like(embed), embed}, 0).expand({B, -1, -1}).contiguous(),
+      pf,
+      to_list(reference),
+      at::tensor(keep).to(device_),
+      to_list(objects)};
+  STANDIN_TRY(check("denoising_unet", unet_in));
   return Status::success();
+}
+
+const ModuleBase& Bundle::module_of(const std::string& name) const {
+  if (name == "vae_encoder") return vae_encoder_;
+  if (name == "vae_decoder") return vae_decoder_;
+  if (name == "image_encoder") return image_encoder_;
+  if (name == "reference_net") return reference_net_;
+  if (name == "pose_guider") return pose_guider_;
+  if (name == "object_guider") return object_guider_;
+  return denoising_unet_;
 }
 
 }  // namespace standin::diffusion

@@ -47,7 +47,16 @@ SamplingSettings SamplingSettings::from_bundle(const BundleConfig& c) {
   s.cfg = c.defaults.cfg;
   s.window = c.defaults.window;
   s.overlap = c.defaults.overlap;
+  if (auto k = parse_sampler(c.defaults.sampler); k.ok()) s.sampler = k.value();
   return s;
+}
+
+Status SamplingSettings::validate(const BundleConfig& c) const {
+  STANDIN_TRY(validate());
+  if (c.max_window > 0 && window > c.max_window)
+    return Error::usage("--window " + std::to_string(window) + " exceeds this bundle's maximum temporal window " +
+                        std::to_string(c.max_window));
+  return Status::success();
 }
 
 Status SamplingSettings::validate() const {
@@ -63,8 +72,18 @@ Status SamplingSettings::validate() const {
 
 // ---------------------------------------------------------------- conditions
 
-TensorConditionSource::TensorConditionSource(at::Tensor environment, at::Tensor mask, at::Tensor pose, at::Tensor objects)
-    : environment_(std::move(environment)), mask_(std::move(mask)), pose_(std::move(pose)), objects_(std::move(objects)) {}
+TensorConditionSource::TensorConditionSource(at::Tensor environment, at::Tensor mask, at::Tensor pose, at::Tensor objects,
+                                             at::Tensor depth)
+    : environment_(std::move(environment)),
+      mask_(std::move(mask)),
+      pose_(std::move(pose)),
+      objects_(std::move(objects)),
+      depth_(std::move(depth)) {}
+
+Result<at::Tensor> TensorConditionSource::depth(int64_t begin, int64_t end) {
+  if (!depth_.defined()) return ConditionSource::depth(begin, end);
+  return depth_.slice(0, begin, end);
+}
 
 Result<SceneChunk> TensorConditionSource::scene(int64_t begin, int64_t end) {
   SceneChunk c;
@@ -95,6 +114,9 @@ Result<ReferenceFeatures> Generator::encode_reference(const at::Tensor& referenc
   const BundleConfig& c = bundle_.config();
   if (!reference.defined() || reference.dim() != 4 || reference.size(0) != 1 || reference.size(1) != 3)
     return Error::bad_input("reference image tensor must be [1,3,H,W], got " + shape_of(reference));
+  if (reference.size(2) % c.size_multiple || reference.size(3) % c.size_multiple)
+    return Error::bad_input("reference image size " + std::to_string(reference.size(3)) + "x" + std::to_string(reference.size(2)) +
+                            " is not a multiple of " + std::to_string(c.size_multiple) + " (this bundle's size_multiple)");
   if (!reference_clip.defined() || reference_clip.dim() != 4 || reference_clip.size(1) != 3 ||
       reference_clip.size(2) != c.clip_size || reference_clip.size(3) != c.clip_size)
     return Error::bad_input("reference CLIP tensor must be [1,3," + std::to_string(c.clip_size) + "," +
@@ -124,8 +146,8 @@ struct Prepared {
 
 Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSource& cond, const SamplingSettings& s,
                                      const at::Tensor& noise_in, GenerationStats* stats_out) const {
-  STANDIN_TRY(s.validate());
   const BundleConfig& c = bundle_.config();
+  STANDIN_TRY(s.validate(c));
   const at::Device dev = bundle_.device();
   const at::ScalarType dt = bundle_.dtype();
   const int64_t T = cond.num_frames();
@@ -151,9 +173,9 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
     if (first_pose.dim() != 4 || first_pose.size(1) != 3)
       return Error::bad_input("pose maps must be [n,3,H,W], got " + shape_of(first_pose));
     const int64_t H = first_pose.size(2), W = first_pose.size(3);
-    if (H % sf || W % sf)
+    if (H % c.size_multiple || W % c.size_multiple)
       return Error::bad_input("work size " + std::to_string(W) + "x" + std::to_string(H) + " is not a multiple of " +
-                              std::to_string(sf));
+                              std::to_string(c.size_multiple) + " (this bundle's size_multiple)");
     const int64_t lh = H / sf, lw = W / sf;
     (void)h, (void)w;
 
@@ -209,7 +231,15 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
         return Error::bad_input("pose maps for frames " + std::to_string(a) + ".." + std::to_string(b) + " must be [" +
                                 std::to_string(b - a) + ",3," + std::to_string(H) + "," + std::to_string(W) + "], got " +
                                 shape_of(p));
-      return bundle_.pose_guider().features(p).permute({1, 0, 2, 3}).unsqueeze(0);
+      at::Tensor d;
+      if (c.pose_modulation) {
+        STANDIN_ASSIGN_OR_RETURN(d, cond.depth(a, b));
+        if (d.dim() != 4 || d.size(0) != b - a || d.size(1) != 1 || d.size(2) != H || d.size(3) != W)
+          return Error::bad_input("depth maps for frames " + std::to_string(a) + ".." + std::to_string(b) + " must be [" +
+                                  std::to_string(b - a) + ",1," + std::to_string(H) + "," + std::to_string(W) + "], got " +
+                                  shape_of(d));
+      }
+      return bundle_.pose_guider().features(p, d).permute({1, 0, 2, 3}).unsqueeze(0);
     };
     if (pose_bytes <= s.pose_cache_bytes) {
       prep.pose_all = at::empty({1, c.pose_channels, T, lh, lw}, at::TensorOptions().dtype(dt).device(dev));

@@ -114,9 +114,29 @@ Result<std::vector<int64_t>> inference_timesteps(const SchedulerConfig& config, 
   return t;
 }
 
+Result<std::vector<int64_t>> dpm_inference_timesteps(const SchedulerConfig& config, int steps) {
+  const int n = config.num_train_timesteps;
+  if (config.timestep_spacing == TimestepSpacing::trailing || steps < 1 || steps > n)
+    return inference_timesteps(config, steps);
+  // diffusers' DPMSolverMultistepScheduler: steps + 1 points, the last (0 / offset) dropped.
+  std::vector<int64_t> t(steps);
+  if (config.timestep_spacing == TimestepSpacing::linspace) {
+    const double step = double(n - 1) / steps;  // np.linspace(0, N-1, steps+1)
+    for (int i = 0; i <= steps; ++i) {
+      const double v = i == steps ? double(n - 1) : i * step;
+      if (i >= 1) t[steps - i] = static_cast<int64_t>(std::nearbyint(v));
+    }
+  } else {
+    const int ratio = n / (steps + 1);
+    for (int i = 1; i <= steps; ++i) t[steps - i] = int64_t(i) * ratio + config.steps_offset;
+  }
+  return t;
+}
+
 Result<std::unique_ptr<Scheduler>> Scheduler::create(SamplerKind kind, const SchedulerConfig& config,
                                                      int steps) {
-  STANDIN_ASSIGN_OR_RETURN(auto t, inference_timesteps(config, steps));
+  STANDIN_ASSIGN_OR_RETURN(auto t, kind == SamplerKind::ddim ? inference_timesteps(config, steps)
+                                                             : dpm_inference_timesteps(config, steps));
   if (kind == SamplerKind::ddim) return std::unique_ptr<Scheduler>(new DdimScheduler(config, std::move(t)));
   return std::unique_ptr<Scheduler>(new DpmSolver2MScheduler(config, std::move(t)));
 }
@@ -133,24 +153,22 @@ DdimScheduler::DdimScheduler(const SchedulerConfig& config, std::vector<int64_t>
 
 at::Tensor DdimScheduler::step(const at::Tensor& model_output, int step_index, const at::Tensor& sample) {
   TORCH_CHECK(step_index >= 0 && step_index < num_steps(), "DDIM step index out of range");
+  // Coefficients in double from the float32 table (as diffusers / the Python oracle do).
   const int64_t t = timesteps_[step_index];
   const int64_t prev_t = t - step_ratio_;
-  const float a_t = alphas_cumprod_[t];
-  const float a_prev = prev_t >= 0 ? alphas_cumprod_[prev_t] : final_alpha_cumprod_;
-  const float b_t = 1.0f - a_t;
-  const float sa = std::sqrt(a_t), sb = std::sqrt(b_t);
+  const double a_t = alphas_cumprod_[t];
+  const double a_prev = prev_t >= 0 ? double(alphas_cumprod_[prev_t]) : double(final_alpha_cumprod_);
+  const double b_t = 1.0 - a_t;
   at::Tensor x0, eps;
   if (config_.prediction_type == PredictionType::v_prediction) {
-    x0 = sa * sample - sb * model_output;
-    eps = sa * model_output + sb * sample;
+    x0 = std::sqrt(a_t) * sample - std::sqrt(b_t) * model_output;
+    eps = std::sqrt(a_t) * model_output + std::sqrt(b_t) * sample;
   } else {
     // ᾱ_t may be exactly 0 under zero-SNR; 2^-24 only where we divide by it.
-    const float sa_div = std::sqrt(std::max(a_t, std::ldexp(1.0f, -24)));
-    x0 = (sample - sb * model_output) / sa_div;
+    x0 = (sample - std::sqrt(b_t) * model_output) / std::sqrt(std::max(a_t, std::ldexp(1.0, -24)));
     eps = model_output;
   }
-  const float dir = std::sqrt(1.0f - a_prev);  // eta = 0: no variance term
-  return std::sqrt(a_prev) * x0 + dir * eps;
+  return std::sqrt(a_prev) * x0 + std::sqrt(1.0 - a_prev) * eps;  // eta = 0: no noise term
 }
 
 // ---------------------------------------------------------------- DPM-Solver++ 2M
@@ -172,11 +190,11 @@ void DpmSolver2MScheduler::reset() {
 
 namespace {
 struct AlphaSigma {
-  float alpha, sigma, lambda;
+  double alpha, sigma, lambda;
 };
-AlphaSigma alpha_sigma(float sigma) {
-  const float alpha = 1.0f / std::sqrt(sigma * sigma + 1.0f);
-  const float s = sigma * alpha;
+AlphaSigma alpha_sigma(double sigma) {
+  const double alpha = 1.0 / std::sqrt(sigma * sigma + 1.0);
+  const double s = sigma * alpha;
   return {alpha, s, std::log(alpha) - std::log(s)};
 }
 }  // namespace
@@ -189,9 +207,8 @@ at::Tensor DpmSolver2MScheduler::step(const at::Tensor& model_output, int step_i
   const bool lower_order_final =
       step_index == n - 1 &&
       ((config_.lower_order_final && n < 15) || config_.final_sigma == FinalSigma::zero);
-  const bool lower_order_second = step_index == n - 2 && config_.lower_order_final && n < 15;
 
-  // Data prediction x̂0 at the current sigma.
+  // Data prediction x̂0 at the current sigma (coefficients in double, as diffusers).
   const AlphaSigma s0 = alpha_sigma(sigmas_[step_index]);
   at::Tensor x0;
   if (config_.prediction_type == PredictionType::v_prediction)
@@ -199,19 +216,26 @@ at::Tensor DpmSolver2MScheduler::step(const at::Tensor& model_output, int step_i
   else
     x0 = (sample - s0.sigma * model_output) / s0.alpha;
 
-  const AlphaSigma st = alpha_sigma(sigmas_[step_index + 1]);
-  const float h = st.lambda - s0.lambda;
-  const float em1 = std::exp(-h) - 1.0f;
+  const double sigma_next = sigmas_[step_index + 1];
   at::Tensor prev;
   if (lower_order_nums_ < 1 || lower_order_final) {
-    prev = (st.sigma / s0.sigma) * sample - (st.alpha * em1) * x0;
+    if (sigma_next == 0.0) {
+      prev = x0 * 1.0;  // α = 1, e^{-h} = 0: the step lands on x̂0
+    } else {
+      const AlphaSigma st = alpha_sigma(sigma_next);
+      const double h = st.lambda - s0.lambda;
+      prev = (st.sigma / s0.sigma) * sample - (st.alpha * (std::exp(-h) - 1.0)) * x0;
+    }
   } else {
-    (void)lower_order_second;  // order 2 is the maximum, so "second" changes nothing here
+    // Order 2 is the maximum, so diffusers' lower_order_second changes nothing here.
+    const AlphaSigma st = alpha_sigma(sigma_next);
     const AlphaSigma s1 = alpha_sigma(sigmas_[step_index - 1]);
-    const float h0 = s0.lambda - s1.lambda;
-    const float r0 = h0 / h;
-    const at::Tensor d1 = (1.0f / r0) * (x0 - previous_x0_);
-    prev = (st.sigma / s0.sigma) * sample - (st.alpha * em1) * x0 - 0.5f * (st.alpha * em1) * d1;
+    const double h = st.lambda - s0.lambda;
+    const double h0 = s0.lambda - s1.lambda;
+    const double r0 = h0 / h;
+    const at::Tensor d1 = (1.0 / r0) * (x0 - previous_x0_);
+    const double cc = st.alpha * (std::exp(-h) - 1.0);
+    prev = (st.sigma / s0.sigma) * sample - cc * x0 - 0.5 * cc * d1;
   }
   previous_x0_ = x0;
   if (lower_order_nums_ < 2) ++lower_order_nums_;

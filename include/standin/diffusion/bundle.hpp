@@ -44,19 +44,27 @@ struct DeviceSpec {
 
 // ---------------------------------------------------------------- model.json
 
-// One dimension of a declared shape: a fixed size, or a symbol (N, B, F, H, W, h, w, S, D,
-// C_in, or any other name, which then matches anything consistently within one tensor).
+// One dimension of a declared shape: an integer, or an expression over the contract symbols
+// (N B F H W h w) joined by '*' and '/', evaluated left to right with integer arithmetic
+// ("h/2*w/2", "B*F"). An expression naming a symbol that is not bound matches any size
+// (consistently within one tensor).
 struct Dim {
-  int64_t size = -1;   // >= 0 when fixed
-  std::string symbol;  // non-empty when free
-  std::string str() const { return symbol.empty() ? std::to_string(size) : symbol; }
+  int64_t size = -1;  // >= 0 when fixed
+  std::string expr;   // non-empty when symbolic
+  std::string str() const { return expr.empty() ? std::to_string(size) : expr; }
+  // nullopt when the expression names an unbound symbol (or is malformed).
+  std::optional<int64_t> eval(const std::map<std::string, int64_t>& bindings) const;
 };
 
+// {"name", "type": "tensor", "shape", "dtype"} or {"name", "type": "tensor_list", "items":
+// [{shape, dtype}, ...], "optional"} (a fixed-count list; optional lists may be passed empty).
 struct TensorSpec {
   std::string name;
-  std::vector<Dim> shape;  // for lists: the shape of every element
-  std::string dtype;       // "float32", "float16", "bfloat16", "int64", ... ("" = unchecked)
-  bool is_list = false;    // List[Tensor]
+  std::vector<Dim> shape;
+  std::string dtype;  // "float32", "float16", "bfloat16", "int64", ... ("" = unchecked)
+  bool is_list = false;
+  bool optional = false;
+  std::vector<TensorSpec> items;  // for lists
   std::string shape_str() const;
 };
 
@@ -84,12 +92,16 @@ struct BundleConfig {
 
   double scaling_factor = 0.18215;
 
+  int size_multiple = 8;  // work H and W must be multiples of this
+  int max_window = 0;     // longest temporal window the motion modules accept (0 = unknown)
+
   // conditioning
   bool environment = true;
   bool mask_channel = true;
   std::string reference_blocks = "all";
   bool object_guider = false;
   int pose_channels = 320;
+  bool pose_modulation = false;  // pose_guider also takes a depth map [N,1,H,W]
 
   SchedulerConfig scheduler;
 
@@ -98,7 +110,11 @@ struct BundleConfig {
     double cfg = 3.5;
     int window = 24;
     int overlap = 4;
+    std::string sampler = "ddim";
   } defaults;
+
+  // Symbol values for the load-time dry run (model.json "dry_run"; defaults when absent).
+  std::map<std::string, int64_t> dry_run;
 
   std::map<std::string, ModuleSpec> modules;
 
@@ -122,6 +138,7 @@ class ModuleBase {
 
  protected:
   friend class Bundle;
+  // Raw call with no conversion (inputs must already be on the device / dtype).
   c10::IValue call(std::vector<c10::IValue> inputs) const;
   at::Tensor in(const at::Tensor& t) const;  // to device + bundle dtype (floating inputs)
   std::string name_;
@@ -158,8 +175,9 @@ class ReferenceNet : public ModuleBase {
 
 class PoseGuider : public ModuleBase {
  public:
-  // pose [N,3,H,W] in [0,1] -> features [N,pose_channels,h,w].
-  at::Tensor features(const at::Tensor& pose) const;
+  // pose [N,3,H,W] in [0,1] (+ depth [N,1,H,W] for pose-modulation bundles)
+  // -> features [N,pose_channels,h,w].
+  at::Tensor features(const at::Tensor& pose, const at::Tensor& depth = {}) const;
 };
 
 class ObjectGuider : public ModuleBase {
@@ -188,9 +206,7 @@ class DenoisingUnet : public ModuleBase {
 
 struct LoadOptions {
   bool verify_checksums = true;  // sha256 of every module file (≈ 1 s per GB)
-  bool dry_run = true;           // run each module once on minimal inputs
-  int dry_run_size = 64;         // H = W of the dry run (a multiple of 64)
-  int dry_run_frames = 2;        // F of the dry run
+  bool dry_run = true;           // run each module once on minimal inputs (model.json "dry_run" sizes)
 };
 
 class Bundle {
@@ -216,6 +232,7 @@ class Bundle {
 
  private:
   Status dry_run(const LoadOptions& options);
+  const ModuleBase& module_of(const std::string& name) const;
 
   std::string dir_;
   BundleConfig config_;
@@ -230,10 +247,13 @@ class Bundle {
   ObjectGuider object_guider_;
 };
 
-// Compares a produced tensor with a declared spec. `bindings` holds the values of the contract
-// symbols (N, H, ...); unknown symbols bind on first use. Returns "" when it matches, else a
-// description of the mismatch. Exposed for tests.
-std::string match_spec(const TensorSpec& spec, const at::Tensor& t, std::map<std::string, int64_t>& bindings,
-                       at::ScalarType float_dtype);
+// Compares a produced tensor (or list) with a declared spec. `bindings` holds the values of the
+// contract symbols (N, H, ...). Declared float dtypes are expected as `float_dtype` (the dtype
+// the bundle runs in); dtype checks are skipped when `float_dtype` is undefined. Returns "" when
+// it matches, else a description of the mismatch. Exposed for tests.
+std::string match_spec(const TensorSpec& spec, const at::Tensor& t, const std::map<std::string, int64_t>& bindings,
+                       std::optional<at::ScalarType> float_dtype);
+std::string match_list(const TensorSpec& spec, const std::vector<at::Tensor>& ts,
+                       const std::map<std::string, int64_t>& bindings, std::optional<at::ScalarType> float_dtype);
 
 }  // namespace standin::diffusion

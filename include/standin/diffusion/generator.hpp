@@ -60,6 +60,7 @@ struct SamplingSettings {
 
   static SamplingSettings from_bundle(const BundleConfig& config);
   Status validate() const;  // Error::usage for out-of-range values
+  Status validate(const BundleConfig& config) const;  // + the bundle's limits (max_window)
 };
 
 // ---------------------------------------------------------------- conditions
@@ -79,18 +80,25 @@ class ConditionSource {
   virtual Result<SceneChunk> scene(int64_t begin, int64_t end) = 0;
   // Pose maps [n,3,H,W] in [0,1]; called per window, possibly many times and in any order.
   virtual Result<at::Tensor> pose(int64_t begin, int64_t end) = 0;
+  // Depth maps [n,1,H,W] in [0,1], only for bundles with conditioning.pose_modulation; called
+  // alongside pose().
+  virtual Result<at::Tensor> depth(int64_t begin, int64_t end) {
+    return Error::bad_input("this model bundle needs depth maps (pose modulation) and none were given");
+  }
 };
 
 // All conditions already in memory (tests, short clips).
 class TensorConditionSource final : public ConditionSource {
  public:
-  TensorConditionSource(at::Tensor environment, at::Tensor mask, at::Tensor pose, at::Tensor objects = {});
+  TensorConditionSource(at::Tensor environment, at::Tensor mask, at::Tensor pose, at::Tensor objects = {},
+                        at::Tensor depth = {});
   int64_t num_frames() const override { return pose_.size(0); }
   Result<SceneChunk> scene(int64_t begin, int64_t end) override;
   Result<at::Tensor> pose(int64_t begin, int64_t end) override;
+  Result<at::Tensor> depth(int64_t begin, int64_t end) override;
 
  private:
-  at::Tensor environment_, mask_, pose_, objects_;
+  at::Tensor environment_, mask_, pose_, objects_, depth_;
 };
 
 struct GenerationInputs {

@@ -48,7 +48,10 @@ struct SchedulerConfig {
 std::vector<float> alphas_cumprod(const SchedulerConfig& config, bool for_dpm = false);
 
 // Inference timesteps, descending, per config.timestep_spacing (numpy rounding: half to even).
+// DDIM's rule; dpm_inference_timesteps is diffusers' DPMSolverMultistepScheduler rule (the same
+// for "trailing"; linspace/leading place steps + 1 points and drop the last).
 Result<std::vector<int64_t>> inference_timesteps(const SchedulerConfig& config, int steps);
+Result<std::vector<int64_t>> dpm_inference_timesteps(const SchedulerConfig& config, int steps);
 
 class Scheduler {
  public:

@@ -31,7 +31,8 @@ nlohmann::json good() {
       "image_encoder": {"file": "image_encoder.pt", "sha256": "00", "inputs": [],
         "outputs": [{"name": "embeds", "shape": ["N", 1, "D"], "dtype": "float32"}]},
       "reference_net": {"file": "reference_net.pt", "sha256": "00", "inputs": [],
-        "outputs": [{"name": "reference", "type": "List[Tensor]", "shape": [1, "L", "C"], "dtype": "float32"}]},
+        "outputs": [{"name": "reference", "type": "tensor_list", "items": [
+            {"shape": [1, "h*w", 32], "dtype": "float32"}, {"shape": [1, "h/2*w/2", 64], "dtype": "float32"}]}]},
       "pose_guider": {"file": "pose_guider.pt", "sha256": "00", "inputs": [],
         "outputs": [{"name": "features", "shape": ["N", 32, "h", "w"]}]},
       "denoising_unet": {"file": "denoising_unet.pt", "sha256": "00", "inputs": [],
@@ -54,7 +55,9 @@ TEST(BundleConfig, ParsesAGoodManifest) {
   ASSERT_EQ(c->modules.size(), 6u);
   const auto& ref = c->modules.at("reference_net").outputs.at(0);
   EXPECT_TRUE(ref.is_list);
-  EXPECT_EQ(ref.shape_str(), "List[[1,L,C]]");
+  EXPECT_EQ(ref.shape_str(), "List[[1,h*w,32], [1,h/2*w/2,64]]");
+  EXPECT_EQ(c->dry_run.at("H"), 64);
+  EXPECT_EQ(c->dry_run.at("h"), 8);
   EXPECT_EQ(c->modules.at("vae_encoder").inputs.at(0).shape_str(), "[N,3,H,W]");
 }
 
@@ -117,13 +120,40 @@ TEST(Device, ParseAndResolve) {
   EXPECT_FALSE(parse_dtype("int8").ok());
 }
 
+TEST(MatchSpec, Expressions) {
+  const std::map<std::string, int64_t> b = {{"B", 2}, {"F", 3}, {"h", 12}, {"w", 8}};
+  EXPECT_EQ((Dim{-1, "B*F"}.eval(b).value()), 6);
+  EXPECT_EQ((Dim{-1, "h/2*w/2"}.eval(b).value()), 24);  // left to right: ((12/2)*8)/2
+  EXPECT_EQ((Dim{-1, "h*w"}.eval(b).value()), 96);
+  EXPECT_EQ((Dim{-1, "h / 4"}.eval(b).value()), 3);
+  EXPECT_EQ((Dim{7, ""}.eval(b).value()), 7);
+  EXPECT_FALSE((Dim{-1, "L"}.eval(b).has_value()));
+  EXPECT_FALSE((Dim{-1, "h**2"}.eval(b).has_value()));
+}
+
+TEST(MatchSpec, Lists) {
+  TensorSpec list;
+  list.is_list = true;
+  list.optional = true;
+  TensorSpec item;
+  item.shape = {{1, ""}, {-1, "h*w"}, {32, ""}};
+  list.items = {item, item};
+  const std::map<std::string, int64_t> b = {{"h", 2}, {"w", 3}};
+  EXPECT_EQ(match_list(list, {torch::zeros({1, 6, 32}), torch::zeros({1, 6, 32})}, b, at::kFloat), "");
+  EXPECT_EQ(match_list(list, {}, b, at::kFloat), "");
+  EXPECT_NE(match_list(list, {torch::zeros({1, 6, 32})}, b, at::kFloat), "");
+  EXPECT_NE(match_list(list, {torch::zeros({1, 6, 32}), torch::zeros({1, 5, 32})}, b, at::kFloat), "");
+  list.optional = false;
+  EXPECT_NE(match_list(list, {}, b, at::kFloat), "");
+}
+
 TEST(MatchSpec, SymbolsBindConsistently) {
   TensorSpec spec;
-  spec.shape = {{-1, "N"}, {4, ""}, {-1, "h"}, {-1, "h"}};
+  spec.shape = {{-1, "N"}, {4, ""}, {-1, "x"}, {-1, "x"}};
   spec.dtype = "float32";
   std::map<std::string, int64_t> bind = {{"N", 2}};
   EXPECT_EQ(match_spec(spec, torch::zeros({2, 4, 8, 8}), bind, at::kFloat), "");
-  EXPECT_NE(match_spec(spec, torch::zeros({2, 4, 8, 6}), bind, at::kFloat), "");  // h twice, differs
+  EXPECT_NE(match_spec(spec, torch::zeros({2, 4, 8, 6}), bind, at::kFloat), "");  // unbound x twice, differs
   EXPECT_NE(match_spec(spec, torch::zeros({3, 4, 8, 8}), bind, at::kFloat), "");  // N bound to 2
   EXPECT_NE(match_spec(spec, torch::zeros({2, 5, 8, 8}), bind, at::kFloat), "");
   EXPECT_NE(match_spec(spec, torch::zeros({2, 4, 8, 8}, torch::kLong), bind, at::kFloat), "");
