@@ -1,7 +1,49 @@
+#include <stdexcept>
+
 #include "commands.hpp"
+#include "standin/pipeline/generate.hpp"
 
 namespace standin::cli {
 
-Status run_generate(const CommandLine&) { return Error::runtime("replace/animate: not implemented yet"); }
+Status run_generate(const CommandLine& line) {
+  const GenerateOptions& o = line.generate;
+  pipeline::GenerateRequest req;
+  req.mode = line.command == Subcommand::animate ? pipeline::Mode::animate : pipeline::Mode::replace;
+  req.input = o.input;
+  req.reference = o.reference;
+  req.output = o.output;
+  req.overwrite = line.global.overwrite;
+  req.bundle = o.bundle;
+  req.device = o.device;
+  req.dtype = o.dtype;
+  if (!o.size.empty()) {
+    STANDIN_ASSIGN_OR_RETURN(auto size, parse_size(o.size));
+    req.width = size.first;
+    req.height = size.second;
+  }
+  req.steps = o.steps;
+  req.cfg = o.cfg;
+  req.seed = static_cast<uint64_t>(o.seed);
+  req.window = o.window;
+  req.overlap = o.overlap;
+  req.sampler = o.sampler;
+  req.mask = o.mask;
+  req.poses = o.poses;
+  req.object_mask = o.object_mask;
+  if (o.person != "auto") {
+    try {
+      size_t used = 0;
+      req.person = std::stoi(o.person, &used);
+      if (used != o.person.size() || req.person < 0) throw std::invalid_argument("negative");
+    } catch (const std::exception&) {
+      return Error::usage("--person must be 'auto' or a track id (0, 1, ...), got '" + o.person + "'");
+    }
+  }
+  req.crf = o.crf;
+  req.preview = o.preview;
+  req.metrics = o.metrics;
+  req.cache = o.cache;
+  return pipeline::run_generate(req);
+}
 
 }  // namespace standin::cli

@@ -51,6 +51,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   CommandLine line;
   CLI::App app{"standin: replace a character in a video with the character of a reference image", "standin"};
   app.require_subcommand(1);
+  app.fallthrough();  // global flags work after the subcommand too: `standin replace ... -y`
   app.set_version_flag("--version", version_string());
   app.add_flag("-v,--verbose", line.global.verbosity, "More log detail (repeat for trace)");
   app.add_flag("-q,--quiet", line.global.quiet, "Warnings and errors only");

@@ -1,0 +1,562 @@
+// replace / animate, top to bottom:
+//   1. analyse the source once (tracker, or the user's --poses/--mask): per frame a skeleton, a
+//      box and the shape-agnostic mask (run-length encoded), plus one framing for the video;
+//   2. prepare the reference (crop around the character, CLIP input);
+//   3. generate: the generator pulls scene conditions frame by frame from a second decode of the
+//      source and pose maps drawn from the stored skeletons;
+//   4. composite each decoded frame into a third decode of the source and encode it, with the
+//      source's timestamps and audio, into a temporary file renamed over the output at the end.
+#include "standin/pipeline/generate.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+#include <spdlog/spdlog.h>
+
+#include "framing.hpp"
+#include "mask_store.hpp"
+#include "standin/core/output.hpp"
+#include "standin/core/progress.hpp"
+#include "standin/diffusion/bundle.hpp"
+#include "standin/diffusion/generator.hpp"
+#include "standin/media/image.hpp"
+#include "standin/media/video.hpp"
+#include "standin/vision/mask.hpp"
+#include "standin/vision/pose.hpp"
+#include "standin/vision/tracker.hpp"
+
+namespace fs = std::filesystem;
+
+namespace standin::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Grows the agnostic mask a little past the blocks so the model redraws the character's edge.
+constexpr int kAgnosticDilatePx = 4;
+// Feather of the compositing mask at source resolution, in pixels.
+constexpr int kFeatherPx = 6;
+
+struct FrameTrack {
+  bool present = false;
+  vision::Body18 body{};
+  cv::Rect box;
+  RleMask agnostic;  // source size; empty when absent
+};
+
+struct Analysis {
+  media::VideoInfo info;
+  std::vector<FrameTrack> frames;
+  cv::Rect2d union_box;
+  int64_t frames_with_person = 0;
+  double seconds = 0;
+};
+
+std::string first_existing(std::initializer_list<fs::path> candidates) {
+  for (const auto& c : candidates)
+    if (!c.empty() && fs::exists(c)) return c.string();
+  return {};
+}
+
+fs::path executable_dir() {
+  std::error_code ec;
+  const auto exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path() : exe.parent_path();
+}
+
+Result<media::VideoReader> open_video(const std::string& path, bool scan = false) {
+  media::ReaderOptions options;
+  options.scan_packets = scan;
+  return media::VideoReader::open(path, options);
+}
+
+// Reads frame `index` from a reader that must be positioned there (all passes are sequential).
+Result<media::Frame> next_frame(media::VideoReader& reader, int64_t index) {
+  media::Frame frame;
+  STANDIN_ASSIGN_OR_RETURN(bool got, reader.read(frame));
+  if (!got)
+    return Error::bad_input(reader.path() + ": ended at frame " + std::to_string(index) +
+                            ", earlier than its first reading; the file may be truncated");
+  return frame;
+}
+
+cv::Mat gray_of(const cv::Mat& rgb) {
+  cv::Mat gray;
+  cv::cvtColor(rgb, gray, cv::COLOR_RGB2GRAY);
+  return gray;
+}
+
+// --- pass 1: analysis ----------------------------------------------------------------------
+
+Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::PersonTracker>& tracker) {
+  const auto start = Clock::now();
+  STANDIN_ASSIGN_OR_RETURN(auto reader, open_video(req.input, /*scan=*/true));
+  Analysis analysis;
+  analysis.info = reader.info();
+  const auto& info = analysis.info;
+  if (info.frame_count <= 0) return Error::bad_input(req.input + ": no video frames");
+
+  std::optional<media::VideoReader> mask_reader;
+  if (!req.mask.empty()) {
+    STANDIN_ASSIGN_OR_RETURN(auto m, open_video(req.mask, /*scan=*/true));
+    if (m.info().width != info.width || m.info().height != info.height)
+      return Error::bad_input(req.mask + ": mask is " + std::to_string(m.info().width) + "x" +
+                              std::to_string(m.info().height) + " but the video is " + std::to_string(info.width) +
+                              "x" + std::to_string(info.height));
+    if (m.info().frame_count != info.frame_count)
+      return Error::bad_input(req.mask + ": mask has " + std::to_string(m.info().frame_count) +
+                              " frames but the video has " + std::to_string(info.frame_count));
+    mask_reader.emplace(std::move(m));
+  }
+  std::optional<vision::PoseTrack> poses;
+  if (!req.poses.empty()) {
+    STANDIN_ASSIGN_OR_RETURN(auto track, vision::read_pose_track(req.poses));
+    if (track.info.width && (track.info.width != info.width || track.info.height != info.height))
+      return Error::bad_input(req.poses + ": poses are for " + std::to_string(track.info.width) + "x" +
+                              std::to_string(track.info.height) + " frames but the video is " +
+                              std::to_string(info.width) + "x" + std::to_string(info.height));
+    if (!track.frames.empty() && track.frames.back().frame_index >= info.frame_count)
+      return Error::bad_input(req.poses + ": has poses for frame " + std::to_string(track.frames.back().frame_index) +
+                              " but the video has only " + std::to_string(info.frame_count) + " frames");
+    poses.emplace(std::move(track));
+  }
+
+  analysis.frames.resize(static_cast<size_t>(info.frame_count));
+  size_t next_pose = 0;
+  Progress progress("analysing", info.frame_count);
+  for (int64_t i = 0;; ++i) {
+    STANDIN_TRY(check_interrupted());
+    media::Frame frame;
+    STANDIN_ASSIGN_OR_RETURN(bool got, reader.read(frame));
+    if (!got) break;
+    if (i >= info.frame_count) analysis.frames.emplace_back();  // container under-counted
+
+    vision::FrameAnalysis tracked;
+    if (tracker) {
+      STANDIN_ASSIGN_OR_RETURN(tracked, tracker->process(frame.rgb, i));
+    }
+    FrameTrack& track = analysis.frames[static_cast<size_t>(i)];
+    if (poses) {
+      while (next_pose < poses->frames.size() && poses->frames[next_pose].frame_index < i) ++next_pose;
+      if (next_pose < poses->frames.size() && poses->frames[next_pose].frame_index == i) {
+        const auto& fa = poses->frames[next_pose];
+        const vision::PersonPose* person = fa.target_person();
+        if (!person && req.person >= 0)
+          for (const auto& p : fa.people)
+            if (p.track_id == req.person) person = &p;
+        if (!person && !fa.people.empty()) person = &fa.people.front();
+        if (person) {
+          track.body = person->body;
+          track.box = person->box;
+          track.present = true;
+        }
+      }
+    } else if (const auto* person = tracked.target_person()) {
+      track.body = person->body;
+      track.box = person->box;
+      track.present = true;
+    }
+
+    cv::Mat character;
+    if (mask_reader) {
+      STANDIN_ASSIGN_OR_RETURN(auto m, next_frame(*mask_reader, i));
+      character = gray_of(m.rgb);
+    } else if (!tracked.target_mask.empty()) {
+      character = tracked.target_mask;
+    } else if (track.present) {
+      character = cv::Mat::zeros(frame.rgb.size(), CV_8U);
+      cv::rectangle(character, track.box & cv::Rect(0, 0, frame.rgb.cols, frame.rgb.rows), cv::Scalar(255), cv::FILLED);
+    }
+    if (!character.empty() && cv::countNonZero(character > 127) > 0) {
+      const cv::Mat agnostic = vision::shape_agnostic_mask_inference(character > 127, {}, kAgnosticDilatePx);
+      track.agnostic = RleMask::encode(agnostic);
+      const cv::Rect box = vision::mask_bounding_box(agnostic);
+      analysis.union_box = analysis.union_box.area() > 0 ? (analysis.union_box | cv::Rect2d(box)) : cv::Rect2d(box);
+      track.present = true;
+    }
+    if (track.present) ++analysis.frames_with_person;
+    progress.advance();
+  }
+  progress.finish();
+  analysis.seconds = seconds_since(start);
+  return analysis;
+}
+
+// --- reference ------------------------------------------------------------------------------
+
+struct PreparedReference {
+  at::Tensor image;  // [1,3,H,W] in [-1,1]
+  at::Tensor clip;   // [1,3,S,S] CLIP-normalised
+  cv::Mat work_rgb;  // for the preview
+};
+
+at::Tensor to_tensor_m11(const cv::Mat& rgb) {
+  cv::Mat f;
+  rgb.convertTo(f, CV_32FC3, 1.0 / 127.5, -1.0);
+  return at::from_blob(f.data, {1, f.rows, f.cols, 3}, at::kFloat).permute({0, 3, 1, 2}).contiguous();
+}
+
+Result<PreparedReference> prepare_reference(const GenerateRequest& req, cv::Size work, int clip_size,
+                                            std::optional<vision::PersonTracker>& tracker) {
+  STANDIN_ASSIGN_OR_RETURN(cv::Mat image, media::read_image(req.reference));
+  cv::Rect2d box(0, 0, image.cols, image.rows);
+  if (tracker) {
+    STANDIN_ASSIGN_OR_RETURN(auto ref, tracker->analyze_reference(image));
+    if (!ref.found)
+      return Error::bad_input(req.reference + ": no person found in the reference image; use a picture that shows the character's body");
+    box = ref.crop;
+  }
+  // The reference keeps its aspect ratio: the crop is fitted into the work canvas over white,
+  // the background the public checkpoints' references mostly have.
+  const Framing framing = Framing::around(image.size(), work, box, 0.0);
+  PreparedReference out;
+  out.work_rgb = framing.to_work(image, cv::INTER_LINEAR, cv::Scalar::all(255));
+  out.image = to_tensor_m11(out.work_rgb);
+
+  // CLIP input: shortest side to S, centre crop, CLIP mean/std.
+  const cv::Mat crop = image(cv::Rect(box) & cv::Rect(0, 0, image.cols, image.rows));
+  const double s = static_cast<double>(clip_size) / std::min(crop.cols, crop.rows);
+  cv::Mat resized;
+  cv::resize(crop, resized, cv::Size(std::max(clip_size, static_cast<int>(std::lround(crop.cols * s))),
+                                     std::max(clip_size, static_cast<int>(std::lround(crop.rows * s)))),
+             0, 0, cv::INTER_CUBIC);
+  const cv::Mat centre = resized(cv::Rect((resized.cols - clip_size) / 2, (resized.rows - clip_size) / 2, clip_size, clip_size));
+  cv::Mat f;
+  centre.convertTo(f, CV_32FC3, 1.0 / 255);
+  auto clip = at::from_blob(f.data, {1, clip_size, clip_size, 3}, at::kFloat).permute({0, 3, 1, 2}).clone();
+  const auto mean = at::tensor({0.48145466f, 0.4578275f, 0.40821073f}).view({1, 3, 1, 1});
+  const auto std = at::tensor({0.26862954f, 0.26130258f, 0.27577711f}).view({1, 3, 1, 1});
+  out.clip = (clip - mean) / std;
+  return out;
+}
+
+// --- pass 2: conditions ---------------------------------------------------------------------
+
+class SceneConditions final : public diffusion::ConditionSource {
+ public:
+  SceneConditions(const Analysis& analysis, const Framing& framing, Mode mode, std::optional<media::VideoReader> source,
+                  std::optional<media::VideoReader> objects)
+      : analysis_(analysis), framing_(framing), mode_(mode), source_(std::move(source)), objects_(std::move(objects)) {}
+
+  int64_t num_frames() const override { return static_cast<int64_t>(analysis_.frames.size()); }
+
+  Result<diffusion::SceneChunk> scene(int64_t begin, int64_t end) override {
+    const int64_t n = end - begin;
+    const int H = framing_.work.height, W = framing_.work.width;
+    diffusion::SceneChunk chunk;
+    chunk.environment = at::zeros({n, 3, H, W});
+    chunk.mask = at::ones({n, 1, H, W});
+    if (objects_) chunk.objects = at::zeros({n, 3, H, W});
+    if (mode_ == Mode::animate) return chunk;  // no scene: redraw everything
+    for (int64_t i = begin; i < end; ++i) {
+      STANDIN_TRY(check_interrupted());
+      STANDIN_ASSIGN_OR_RETURN(auto frame, next_frame(*source_, i));
+      const FrameTrack& track = analysis_.frames[static_cast<size_t>(i)];
+      cv::Mat mask_work = cv::Mat::zeros(framing_.work, CV_32F);
+      if (!track.agnostic.empty()) {
+        cv::Mat m = framing_.to_work(track.agnostic.decode(), cv::INTER_LINEAR);
+        m.convertTo(mask_work, CV_32F, 1.0 / 255);
+        cv::threshold(mask_work, mask_work, 0.0, 1.0, cv::THRESH_BINARY);  // any coverage counts
+      }
+      const cv::Mat rgb_work = framing_.to_work(frame.rgb, cv::INTER_LINEAR);
+      at::Tensor env = to_tensor_m11(rgb_work)[0];
+      at::Tensor mask = at::from_blob(mask_work.data, {1, H, W}, at::kFloat).clone();
+      chunk.environment[i - begin] = env * (1 - mask);
+      chunk.mask[i - begin] = mask;
+      if (objects_) {
+        STANDIN_ASSIGN_OR_RETURN(auto obj, next_frame(*objects_, i));
+        cv::Mat obj_mask = framing_.to_work(gray_of(obj.rgb), cv::INTER_LINEAR) > 127;
+        cv::Mat obj_f;
+        obj_mask.convertTo(obj_f, CV_32F, 1.0 / 255);
+        chunk.objects[i - begin] = env * at::from_blob(obj_f.data, {1, H, W}, at::kFloat).clone();
+      }
+    }
+    return chunk;
+  }
+
+  Result<at::Tensor> pose(int64_t begin, int64_t end) override {
+    const int H = framing_.work.height, W = framing_.work.width;
+    at::Tensor out = at::zeros({end - begin, 3, H, W});
+    const cv::Mat affine = framing_.source_to_work();
+    for (int64_t i = begin; i < end; ++i) {
+      const FrameTrack& track = analysis_.frames[static_cast<size_t>(i)];
+      if (!track.present) continue;
+      cv::Mat map = vision::render_pose_map(track.body, framing_.work, affine);
+      cv::Mat f;
+      map.convertTo(f, CV_32FC3, 1.0 / 255);
+      out[i - begin] = at::from_blob(f.data, {H, W, 3}, at::kFloat).permute({2, 0, 1}).clone();
+    }
+    return out;
+  }
+
+ private:
+  const Analysis& analysis_;
+  const Framing& framing_;
+  Mode mode_;
+  std::optional<media::VideoReader> source_;
+  std::optional<media::VideoReader> objects_;
+};
+
+// --- pass 3: compositing --------------------------------------------------------------------
+
+cv::Mat tensor_to_rgb(const at::Tensor& chw_m11) {
+  const at::Tensor hwc = ((chw_m11.clamp(-1, 1) + 1) * 127.5).round().to(at::kByte).permute({1, 2, 0}).contiguous();
+  return cv::Mat(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3, hwc.data_ptr()).clone();
+}
+
+// Blends `generated` (source size) into `source` through the agnostic mask, grown and feathered.
+// Where the feathered alpha is 0 the source pixel is copied untouched.
+cv::Mat composite(const cv::Mat& source, const cv::Mat& generated, const cv::Mat& agnostic) {
+  cv::Mat alpha;
+  cv::dilate(agnostic, alpha, cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(2 * kFeatherPx + 1, 2 * kFeatherPx + 1)));
+  cv::GaussianBlur(alpha, alpha, cv::Size(4 * kFeatherPx + 1, 4 * kFeatherPx + 1), kFeatherPx);
+  cv::Mat out = source.clone();
+  for (int y = 0; y < out.rows; ++y) {
+    const uint8_t* a = alpha.ptr<uint8_t>(y);
+    const cv::Vec3b* g = generated.ptr<cv::Vec3b>(y);
+    cv::Vec3b* o = out.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < out.cols; ++x) {
+      if (a[x] == 0) continue;
+      const int w = a[x];
+      for (int c = 0; c < 3; ++c) o[x][c] = static_cast<uint8_t>((o[x][c] * (255 - w) + g[x][c] * w + 127) / 255);
+    }
+  }
+  return out;
+}
+
+cv::Mat preview_panel(const cv::Mat& source, const cv::Mat& overlay, const cv::Mat& result, int height) {
+  auto fit = [&](const cv::Mat& m) {
+    cv::Mat r;
+    const int width = std::max(2, static_cast<int>(std::lround(m.cols * static_cast<double>(height) / m.rows)) & ~1);
+    cv::resize(m, r, cv::Size(width, height), 0, 0, cv::INTER_AREA);
+    return r;
+  };
+  cv::Mat panel;
+  cv::hconcat(std::vector<cv::Mat>{fit(source), fit(overlay), fit(result)}, panel);
+  return panel;
+}
+
+cv::Mat overlay_of(const cv::Mat& source, const FrameTrack& track) {
+  cv::Mat overlay = source.clone();
+  if (!track.agnostic.empty()) {
+    cv::Mat tint(source.size(), CV_8UC3, cv::Scalar(255, 0, 160));
+    cv::Mat blended;
+    cv::addWeighted(source, 0.6, tint, 0.4, 0, blended);
+    blended.copyTo(overlay, track.agnostic.decode());
+  }
+  if (track.present) vision::draw_skeleton(overlay, track.body);
+  return overlay;
+}
+
+Status write_metrics(const std::string& path, const nlohmann::json& metrics, bool overwrite) {
+  STANDIN_TRY(check_output_path(path, overwrite));
+  AtomicOutput out(path);
+  {
+    std::ofstream file(out.temp_path());
+    file << metrics.dump(2) << "\n";
+    if (!file) return Error::runtime(path + ": could not write metrics");
+  }
+  return out.commit();
+}
+
+}  // namespace
+
+std::string default_bundle_dir() {
+  if (const char* env = std::getenv("STANDIN_BUNDLE"); env && *env) return env;
+  const std::string found = first_existing({fs::path("models/tiny"), executable_dir() / ".." / "models" / "tiny"});
+  return found.empty() ? "models/tiny" : found;
+}
+
+std::string default_vision_dir() {
+  if (const char* env = std::getenv("STANDIN_VISION_MODELS"); env && *env) return env;
+  const std::string found = first_existing({fs::path("models/vision"), executable_dir() / ".." / "models" / "vision"});
+  return found.empty() ? "models/vision" : found;
+}
+
+Status run_generate(const GenerateRequest& req) {
+  const auto run_start = Clock::now();
+  // Inputs first, then the output: nothing is loaded before the command can succeed.
+  for (const auto& [path, what] : {std::pair{req.input, "video"}, std::pair{req.reference, "reference image"},
+                                   std::pair{req.mask, "mask video"}, std::pair{req.poses, "poses file"},
+                                   std::pair{req.object_mask, "object mask video"}}) {
+    if (!path.empty() && !fs::exists(path)) return Error::bad_input(std::string(path) + ": " + what + " not found");
+  }
+  if (req.input.empty()) return Error::usage("a source video (-i) is needed");
+  STANDIN_TRY(check_output_path(req.output, req.overwrite, {req.input, req.reference, req.mask, req.poses, req.object_mask}));
+  if (!req.preview.empty())
+    STANDIN_TRY(check_output_path(req.preview, req.overwrite, {req.input, req.reference, req.output}));
+
+  // Bundle.
+  const auto load_start = Clock::now();
+  std::optional<diffusion::DType> dtype;
+  if (!req.dtype.empty()) {
+    STANDIN_ASSIGN_OR_RETURN(auto d, diffusion::parse_dtype(req.dtype));
+    dtype = d;
+  }
+  const std::string bundle_dir = req.bundle.empty() ? default_bundle_dir() : req.bundle;
+  STANDIN_ASSIGN_OR_RETURN(auto bundle, diffusion::Bundle::load(bundle_dir, diffusion::DeviceSpec{req.device}, dtype));
+  const auto& config = bundle.config();
+  const double load_s = seconds_since(load_start);
+
+  diffusion::SamplingSettings settings = diffusion::SamplingSettings::from_bundle(config);
+  if (req.steps > 0) settings.steps = req.steps;
+  if (req.cfg >= 0) settings.cfg = req.cfg;
+  if (req.window > 0) settings.window = req.window;
+  if (req.overlap >= 0) settings.overlap = req.overlap;
+  std::string sampler_name = req.sampler;
+  std::replace(sampler_name.begin(), sampler_name.end(), '-', '_');
+  STANDIN_ASSIGN_OR_RETURN(settings.sampler, diffusion::parse_sampler(sampler_name));
+  settings.seed = req.seed;
+  STANDIN_TRY(settings.validate(config));
+  const cv::Size work(req.width > 0 ? req.width : config.width, req.height > 0 ? req.height : config.height);
+  if (work.width % config.size_multiple || work.height % config.size_multiple)
+    return Error::usage("--size " + std::to_string(work.width) + "x" + std::to_string(work.height) +
+                        ": this bundle needs multiples of " + std::to_string(config.size_multiple));
+
+  // Vision, unless the user brought both poses and masks.
+  std::optional<vision::PersonTracker> tracker;
+  const bool need_tracker = req.mode == Mode::replace ? (req.poses.empty() || req.mask.empty()) : req.poses.empty();
+  const std::string vision_dir = req.vision_models.empty() ? default_vision_dir() : req.vision_models;
+  if (need_tracker || fs::exists(vision_dir)) {
+    vision::TrackerOptions options;
+    options.target_track = req.person;
+    auto created = vision::PersonTracker::create(vision_dir, req.device, options);
+    if (created.ok()) {
+      tracker.emplace(std::move(created).value());
+    } else if (need_tracker) {
+      return created.error().with_context("pose/mask tracker (or pass --poses and --mask)");
+    } else {
+      spdlog::warn("vision models unusable ({}); using the whole reference image", created.error().message);
+    }
+  }
+
+  // 1. Analysis.
+  STANDIN_ASSIGN_OR_RETURN(auto analysis, analyze(req, tracker));
+  const auto& info = analysis.info;
+  if (analysis.frames_with_person == 0)
+    return Error::bad_input(req.input + ": no person found in any frame; pass --mask/--poses or choose another video");
+  spdlog::info("{}: {} frames {}x{} at {:.3f} fps; person in {} frames", req.input, analysis.frames.size(), info.width,
+               info.height, info.fps.value(), analysis.frames_with_person);
+  const Framing framing = req.mode == Mode::replace ? Framing::around({info.width, info.height}, work, analysis.union_box)
+                                                    : Framing::around({info.width, info.height}, work, analysis.union_box);
+
+  // 2. Reference.
+  const auto ref_start = Clock::now();
+  STANDIN_ASSIGN_OR_RETURN(auto reference, prepare_reference(req, work, config.clip_size, tracker));
+  const double reference_prep_s = seconds_since(ref_start);
+  tracker.reset();  // free the vision models before the diffusion work
+
+  // 3 + 4. Generation streaming into the compositor and the encoder.
+  std::optional<media::VideoReader> scene_source, objects;
+  if (req.mode == Mode::replace) {
+    STANDIN_ASSIGN_OR_RETURN(auto r, open_video(req.input));
+    scene_source.emplace(std::move(r));
+  }
+  if (!req.object_mask.empty() && bundle.object_guider()) {
+    STANDIN_ASSIGN_OR_RETURN(auto r, open_video(req.object_mask, /*scan=*/true));
+    if (r.info().frame_count != info.frame_count || r.info().width != info.width || r.info().height != info.height)
+      return Error::bad_input(req.object_mask + ": object mask must match the video's size and frame count");
+    objects.emplace(std::move(r));
+  } else if (!req.object_mask.empty()) {
+    spdlog::warn("{}: this bundle has no object guider; the object mask is ignored", req.object_mask);
+  }
+  SceneConditions conditions(analysis, framing, req.mode, std::move(scene_source), std::move(objects));
+
+  STANDIN_ASSIGN_OR_RETURN(auto composite_source, open_video(req.input));
+  const cv::Size out_size = req.mode == Mode::replace ? cv::Size(info.width, info.height) : work;
+  media::WriterOptions writer_options;
+  writer_options.crf = req.crf;
+  writer_options.fps = info.fps;
+  writer_options.time_base = info.time_base;
+  writer_options.audio_from = req.input;
+  AtomicOutput output(req.output);
+  STANDIN_ASSIGN_OR_RETURN(auto writer, media::VideoWriter::open(output.temp_path(), out_size.width, out_size.height, writer_options));
+  std::optional<AtomicOutput> preview_output;
+  std::optional<media::VideoWriter> preview_writer;
+
+  int64_t written = 0;
+  auto sink = [&](int64_t first, const at::Tensor& frames) -> Status {
+    for (int64_t k = 0; k < frames.size(0); ++k) {
+      STANDIN_TRY(check_interrupted());
+      const int64_t index = first + k;
+      STANDIN_ASSIGN_OR_RETURN(auto source, next_frame(composite_source, index));
+      const FrameTrack& track = analysis.frames[static_cast<size_t>(index)];
+      const cv::Mat generated_work = tensor_to_rgb(frames[k]);
+      media::Frame out;
+      out.pts = source.pts;
+      if (req.mode == Mode::animate) {
+        out.rgb = generated_work;
+      } else if (track.agnostic.empty()) {
+        out.rgb = source.rgb;  // nobody to replace here: the source frame, untouched
+      } else {
+        const cv::Mat generated = framing.to_source(generated_work, cv::INTER_LINEAR);
+        out.rgb = composite(source.rgb, generated, track.agnostic.decode());
+      }
+      STANDIN_TRY(writer.write(out));
+      if (!req.preview.empty()) {
+        const cv::Mat panel = preview_panel(source.rgb, overlay_of(source.rgb, track), out.rgb, 360);
+        if (!preview_writer) {
+          preview_output.emplace(req.preview);
+          media::WriterOptions p = writer_options;
+          p.audio_from.clear();
+          STANDIN_ASSIGN_OR_RETURN(auto pw, media::VideoWriter::open(preview_output->temp_path(), panel.cols, panel.rows, p));
+          preview_writer.emplace(std::move(pw));
+        }
+        media::Frame pf;
+        pf.rgb = panel;
+        pf.pts = source.pts;
+        STANDIN_TRY(preview_writer->write(pf));
+      }
+      ++written;
+    }
+    return Status::success();
+  };
+
+  diffusion::Generator generator(bundle);
+  diffusion::GenerationInputs inputs{reference.image, reference.clip, &conditions, {}};
+  const auto gen_start = Clock::now();
+  STANDIN_ASSIGN_OR_RETURN(auto generated, generator.generate(inputs, settings, sink));
+  const double generate_s = seconds_since(gen_start);
+  if (written != static_cast<int64_t>(analysis.frames.size()))
+    return Error::runtime("wrote " + std::to_string(written) + " of " + std::to_string(analysis.frames.size()) + " frames");
+  STANDIN_TRY(writer.finish());
+  STANDIN_TRY(output.commit());
+  if (preview_writer) {
+    STANDIN_TRY(preview_writer->finish());
+    STANDIN_TRY(preview_output->commit());
+  }
+
+  const auto& stats = generated.stats;
+  const double total_s = seconds_since(run_start);
+  spdlog::info("wrote {} ({} frames) in {:.1f} s", req.output, written, total_s);
+  if (!req.metrics.empty()) {
+    nlohmann::json metrics = {
+        {"input", req.input}, {"reference", req.reference}, {"output", req.output},
+        {"mode", req.mode == Mode::replace ? "replace" : "animate"},
+        {"bundle", bundle_dir}, {"device", req.device}, {"dtype", std::string(c10::toString(bundle.dtype()))},
+        {"frames", written}, {"source_size", {info.width, info.height}}, {"work_size", {work.width, work.height}},
+        {"fps", {info.fps.num, info.fps.den}},
+        {"settings", {{"steps", settings.steps}, {"cfg", settings.cfg}, {"window", settings.window},
+                      {"overlap", settings.overlap}, {"sampler", sampler_name}, {"seed", settings.seed}}},
+        {"crop", {framing.crop.x, framing.crop.y, framing.crop.width, framing.crop.height}},
+        {"seconds", {{"load_bundle", load_s}, {"analysis", analysis.seconds}, {"reference_prep", reference_prep_s},
+                     {"reference_features", stats.reference_s}, {"conditions", stats.conditions_s},
+                     {"denoise", stats.denoise_s}, {"decode_composite_encode", stats.decode_s},
+                     {"generate_total", generate_s}, {"total", total_s}}},
+        {"windows", stats.windows}, {"unet_calls", stats.unet_calls},
+        {"seconds_per_frame", total_s / std::max<int64_t>(1, written)},
+    };
+    STANDIN_TRY(write_metrics(req.metrics, metrics, req.overwrite));
+  }
+  return Status::success();
+}
+
+}  // namespace standin::pipeline
