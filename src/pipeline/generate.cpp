@@ -20,8 +20,8 @@
 #include <opencv2/imgproc.hpp>
 #include <spdlog/spdlog.h>
 
-#include "framing.hpp"
 #include "mask_store.hpp"
+#include "standin/compose/compositor.hpp"
 #include "standin/core/output.hpp"
 #include "standin/core/progress.hpp"
 #include "standin/diffusion/bundle.hpp"
@@ -42,8 +42,6 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 
 // Grows the agnostic mask a little past the blocks so the model redraws the character's edge.
 constexpr int kAgnosticDilatePx = 4;
-// Feather of the compositing mask at source resolution, in pixels.
-constexpr int kFeatherPx = 6;
 
 struct FrameTrack {
   bool present = false;
@@ -216,9 +214,9 @@ Result<PreparedReference> prepare_reference(const GenerateRequest& req, cv::Size
   }
   // The reference keeps its aspect ratio: the crop is fitted into the work canvas over white,
   // the background the public checkpoints' references mostly have.
-  const Framing framing = Framing::around(image.size(), work, box, 0.0);
+  const compose::WorkGeometry geometry = compose::fit_box(image.size(), work, box, 0.0);
   PreparedReference out;
-  out.work_rgb = framing.to_work(image, cv::INTER_LINEAR, cv::Scalar::all(255));
+  out.work_rgb = compose::to_work(image, geometry, cv::INTER_LINEAR, cv::Scalar::all(255));
   out.image = to_tensor_m11(out.work_rgb);
 
   // CLIP input: shortest side to S, centre crop, CLIP mean/std.
@@ -242,15 +240,15 @@ Result<PreparedReference> prepare_reference(const GenerateRequest& req, cv::Size
 
 class SceneConditions final : public diffusion::ConditionSource {
  public:
-  SceneConditions(const Analysis& analysis, const Framing& framing, Mode mode, std::optional<media::VideoReader> source,
-                  std::optional<media::VideoReader> objects)
-      : analysis_(analysis), framing_(framing), mode_(mode), source_(std::move(source)), objects_(std::move(objects)) {}
+  SceneConditions(const Analysis& analysis, const compose::WorkGeometry& geometry, Mode mode,
+                  std::optional<media::VideoReader> source, std::optional<media::VideoReader> objects)
+      : analysis_(analysis), geometry_(geometry), mode_(mode), source_(std::move(source)), objects_(std::move(objects)) {}
 
   int64_t num_frames() const override { return static_cast<int64_t>(analysis_.frames.size()); }
 
   Result<diffusion::SceneChunk> scene(int64_t begin, int64_t end) override {
     const int64_t n = end - begin;
-    const int H = framing_.work.height, W = framing_.work.width;
+    const int H = geometry_.work.height, W = geometry_.work.width;
     diffusion::SceneChunk chunk;
     chunk.environment = at::zeros({n, 3, H, W});
     chunk.mask = at::ones({n, 1, H, W});
@@ -260,20 +258,20 @@ class SceneConditions final : public diffusion::ConditionSource {
       STANDIN_TRY(check_interrupted());
       STANDIN_ASSIGN_OR_RETURN(auto frame, next_frame(*source_, i));
       const FrameTrack& track = analysis_.frames[static_cast<size_t>(i)];
-      cv::Mat mask_work = cv::Mat::zeros(framing_.work, CV_32F);
+      cv::Mat mask_work = cv::Mat::zeros(geometry_.work, CV_32F);
       if (!track.agnostic.empty()) {
-        cv::Mat m = framing_.to_work(track.agnostic.decode(), cv::INTER_LINEAR);
-        m.convertTo(mask_work, CV_32F, 1.0 / 255);
-        cv::threshold(mask_work, mask_work, 0.0, 1.0, cv::THRESH_BINARY);  // any coverage counts
+        // Any coverage counts: the model must redraw every work pixel the character touches.
+        cv::threshold(compose::mask_to_work(track.agnostic.decode(), geometry_), mask_work, 0, 255, cv::THRESH_BINARY);
+        mask_work.convertTo(mask_work, CV_32F, 1.0 / 255);
       }
-      const cv::Mat rgb_work = framing_.to_work(frame.rgb, cv::INTER_LINEAR);
+      const cv::Mat rgb_work = compose::to_work(frame.rgb, geometry_);
       at::Tensor env = to_tensor_m11(rgb_work)[0];
       at::Tensor mask = at::from_blob(mask_work.data, {1, H, W}, at::kFloat).clone();
       chunk.environment[i - begin] = env * (1 - mask);
       chunk.mask[i - begin] = mask;
       if (objects_) {
         STANDIN_ASSIGN_OR_RETURN(auto obj, next_frame(*objects_, i));
-        cv::Mat obj_mask = framing_.to_work(gray_of(obj.rgb), cv::INTER_LINEAR) > 127;
+        cv::Mat obj_mask = compose::mask_to_work(gray_of(obj.rgb), geometry_) > 127;
         cv::Mat obj_f;
         obj_mask.convertTo(obj_f, CV_32F, 1.0 / 255);
         chunk.objects[i - begin] = env * at::from_blob(obj_f.data, {1, H, W}, at::kFloat).clone();
@@ -283,13 +281,14 @@ class SceneConditions final : public diffusion::ConditionSource {
   }
 
   Result<at::Tensor> pose(int64_t begin, int64_t end) override {
-    const int H = framing_.work.height, W = framing_.work.width;
+    const int H = geometry_.work.height, W = geometry_.work.width;
     at::Tensor out = at::zeros({end - begin, 3, H, W});
-    const cv::Mat affine = framing_.source_to_work();
+    const cv::Mat affine = (cv::Mat_<double>(2, 3) << geometry_.scale(), 0, -geometry_.scale() * geometry_.crop.x, 0,
+                            geometry_.scale_y(), -geometry_.scale_y() * geometry_.crop.y);
     for (int64_t i = begin; i < end; ++i) {
       const FrameTrack& track = analysis_.frames[static_cast<size_t>(i)];
       if (!track.present) continue;
-      cv::Mat map = vision::render_pose_map(track.body, framing_.work, affine);
+      cv::Mat map = vision::render_pose_map(track.body, geometry_.work, affine);
       cv::Mat f;
       map.convertTo(f, CV_32FC3, 1.0 / 255);
       out[i - begin] = at::from_blob(f.data, {H, W, 3}, at::kFloat).permute({2, 0, 1}).clone();
@@ -299,7 +298,7 @@ class SceneConditions final : public diffusion::ConditionSource {
 
  private:
   const Analysis& analysis_;
-  const Framing& framing_;
+  const compose::WorkGeometry& geometry_;
   Mode mode_;
   std::optional<media::VideoReader> source_;
   std::optional<media::VideoReader> objects_;
@@ -310,26 +309,6 @@ class SceneConditions final : public diffusion::ConditionSource {
 cv::Mat tensor_to_rgb(const at::Tensor& chw_m11) {
   const at::Tensor hwc = ((chw_m11.clamp(-1, 1) + 1) * 127.5).round().to(at::kByte).permute({1, 2, 0}).contiguous();
   return cv::Mat(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3, hwc.data_ptr()).clone();
-}
-
-// Blends `generated` (source size) into `source` through the agnostic mask, grown and feathered.
-// Where the feathered alpha is 0 the source pixel is copied untouched.
-cv::Mat composite(const cv::Mat& source, const cv::Mat& generated, const cv::Mat& agnostic) {
-  cv::Mat alpha;
-  cv::dilate(agnostic, alpha, cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(2 * kFeatherPx + 1, 2 * kFeatherPx + 1)));
-  cv::GaussianBlur(alpha, alpha, cv::Size(4 * kFeatherPx + 1, 4 * kFeatherPx + 1), kFeatherPx);
-  cv::Mat out = source.clone();
-  for (int y = 0; y < out.rows; ++y) {
-    const uint8_t* a = alpha.ptr<uint8_t>(y);
-    const cv::Vec3b* g = generated.ptr<cv::Vec3b>(y);
-    cv::Vec3b* o = out.ptr<cv::Vec3b>(y);
-    for (int x = 0; x < out.cols; ++x) {
-      if (a[x] == 0) continue;
-      const int w = a[x];
-      for (int c = 0; c < 3; ++c) o[x][c] = static_cast<uint8_t>((o[x][c] * (255 - w) + g[x][c] * w + 127) / 255);
-    }
-  }
-  return out;
 }
 
 cv::Mat preview_panel(const cv::Mat& source, const cv::Mat& overlay, const cv::Mat& result, int height) {
@@ -445,8 +424,10 @@ Status run_generate(const GenerateRequest& req) {
     return Error::bad_input(req.input + ": no person found in any frame; pass --mask/--poses or choose another video");
   spdlog::info("{}: {} frames {}x{} at {:.3f} fps; person in {} frames", req.input, analysis.frames.size(), info.width,
                info.height, info.fps.value(), analysis.frames_with_person);
-  const Framing framing = req.mode == Mode::replace ? Framing::around({info.width, info.height}, work, analysis.union_box)
-                                                    : Framing::around({info.width, info.height}, work, analysis.union_box);
+  // One framing for the whole clip, around everywhere the character goes.
+  const compose::WorkGeometry geometry = compose::fit_box({info.width, info.height}, work, analysis.union_box);
+  STANDIN_TRY(geometry.validate());
+  const compose::Compositor compositor(geometry, compose::FeatherOptions::for_source(geometry.source));
 
   // 2. Reference.
   const auto ref_start = Clock::now();
@@ -468,7 +449,7 @@ Status run_generate(const GenerateRequest& req) {
   } else if (!req.object_mask.empty()) {
     spdlog::warn("{}: this bundle has no object guider; the object mask is ignored", req.object_mask);
   }
-  SceneConditions conditions(analysis, framing, req.mode, std::move(scene_source), std::move(objects));
+  SceneConditions conditions(analysis, geometry, req.mode, std::move(scene_source), std::move(objects));
 
   STANDIN_ASSIGN_OR_RETURN(auto composite_source, open_video(req.input));
   const cv::Size out_size = req.mode == Mode::replace ? cv::Size(info.width, info.height) : work;
@@ -497,8 +478,7 @@ Status run_generate(const GenerateRequest& req) {
       } else if (track.agnostic.empty()) {
         out.rgb = source.rgb;  // nobody to replace here: the source frame, untouched
       } else {
-        const cv::Mat generated = framing.to_source(generated_work, cv::INTER_LINEAR);
-        out.rgb = composite(source.rgb, generated, track.agnostic.decode());
+        STANDIN_ASSIGN_OR_RETURN(out.rgb, compositor.composite(source.rgb, generated_work, track.agnostic.decode()));
       }
       STANDIN_TRY(writer.write(out));
       if (!req.preview.empty()) {
@@ -546,7 +526,7 @@ Status run_generate(const GenerateRequest& req) {
         {"fps", {info.fps.num, info.fps.den}},
         {"settings", {{"steps", settings.steps}, {"cfg", settings.cfg}, {"window", settings.window},
                       {"overlap", settings.overlap}, {"sampler", sampler_name}, {"seed", settings.seed}}},
-        {"crop", {framing.crop.x, framing.crop.y, framing.crop.width, framing.crop.height}},
+        {"crop", {geometry.crop.x, geometry.crop.y, geometry.crop.width, geometry.crop.height}},
         {"seconds", {{"load_bundle", load_s}, {"analysis", analysis.seconds}, {"reference_prep", reference_prep_s},
                      {"reference_features", stats.reference_s}, {"conditions", stats.conditions_s},
                      {"denoise", stats.denoise_s}, {"decode_composite_encode", stats.decode_s},
