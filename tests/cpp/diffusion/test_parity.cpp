@@ -28,6 +28,8 @@ struct Case {
   bool objects;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 void write_bytes(const std::string& path, const std::vector<char>& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
