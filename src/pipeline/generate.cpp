@@ -202,9 +202,8 @@ at::Tensor to_tensor_m11(const cv::Mat& rgb) {
   return at::from_blob(f.data, {1, f.rows, f.cols, 3}, at::kFloat).permute({0, 3, 1, 2}).contiguous();
 }
 
-Result<PreparedReference> prepare_reference(const GenerateRequest& req, cv::Size work, int clip_size,
-                                            std::optional<vision::PersonTracker>& tracker) {
-  STANDIN_ASSIGN_OR_RETURN(cv::Mat image, media::read_image(req.reference));
+Result<PreparedReference> prepare_reference(const GenerateRequest& req, const cv::Mat& image, cv::Size work,
+                                            int clip_size, std::optional<vision::PersonTracker>& tracker) {
   cv::Rect2d box(0, 0, image.cols, image.rows);
   if (tracker) {
     STANDIN_ASSIGN_OR_RETURN(auto ref, tracker->analyze_reference(image));
@@ -372,6 +371,7 @@ Status run_generate(const GenerateRequest& req) {
   STANDIN_TRY(check_output_path(req.output, req.overwrite, {req.input, req.reference, req.mask, req.poses, req.object_mask}));
   if (!req.preview.empty())
     STANDIN_TRY(check_output_path(req.preview, req.overwrite, {req.input, req.reference, req.output}));
+  STANDIN_ASSIGN_OR_RETURN(const cv::Mat reference_image, media::read_image(req.reference));
 
   // Bundle.
   const auto load_start = Clock::now();
@@ -431,7 +431,7 @@ Status run_generate(const GenerateRequest& req) {
 
   // 2. Reference.
   const auto ref_start = Clock::now();
-  STANDIN_ASSIGN_OR_RETURN(auto reference, prepare_reference(req, work, config.clip_size, tracker));
+  STANDIN_ASSIGN_OR_RETURN(auto reference, prepare_reference(req, reference_image, work, config.clip_size, tracker));
   const double reference_prep_s = seconds_since(ref_start);
   tracker.reset();  // free the vision models before the diffusion work
 
