@@ -1,7 +1,51 @@
+// `standin models`: which bundles are where, and (--verify) whether each one is intact.
+#include <cstdio>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
 #include "commands.hpp"
+#include "standin/diffusion/bundle.hpp"
+#include "standin/pipeline/generate.hpp"
+
+namespace fs = std::filesystem;
 
 namespace standin::cli {
 
-Status run_models(const CommandLine&) { return Error::runtime("models: not implemented yet"); }
+Status run_models(const CommandLine& line) {
+  const ModelsOptions& o = line.models;
+  std::vector<std::string> dirs = o.bundles;
+  if (dirs.empty()) {
+    // Every folder with a model.json under the default bundle's parent (models/ by default).
+    const fs::path parent = fs::path(pipeline::default_bundle_dir()).parent_path();
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(parent.empty() ? "." : parent, ec))
+      if (fs::exists(entry.path() / "model.json")) dirs.push_back(entry.path().string());
+    std::sort(dirs.begin(), dirs.end());
+    if (dirs.empty()) {
+      spdlog::warn("no bundles under '{}'; export one with scripts/export_bundle.py", parent.string());
+      return Status::success();
+    }
+  }
+  Status first_failure;
+  for (const auto& dir : dirs) {
+    auto config = diffusion::BundleConfig::read((fs::path(dir) / "model.json").string());
+    if (!config.ok()) {
+      std::printf("%-28s INVALID  %s\n", dir.c_str(), config.error().message.c_str());
+      if (first_failure.ok()) first_failure = config.error();
+      continue;
+    }
+    std::printf("%-28s %-8s %-8s %dx%d  steps %d  cfg %.1f  window %d/%d  modules %zu\n", dir.c_str(),
+                config->name.c_str(), config->dtype.c_str(), config->width, config->height, config->defaults.steps,
+                config->defaults.cfg, config->defaults.window, config->defaults.overlap, config->modules.size());
+    if (o.verify) {
+      auto bundle = diffusion::Bundle::load(dir, diffusion::DeviceSpec{o.device});
+      std::printf("%-28s %s\n", "", bundle.ok() ? "verified: checksums and contract dry run pass"
+                                                 : ("FAILED: " + bundle.error().message).c_str());
+      if (!bundle.ok() && first_failure.ok()) first_failure = bundle.error();
+    }
+  }
+  return first_failure;
+}
 
 }  // namespace standin::cli

@@ -32,5 +32,7 @@ expect 2 "subcommand is required" --
 expect 2 "required" -- replace -i a.mp4 -o out.mp4
 expect 2 "--size must look like" -- replace -i a.mp4 -r b.png -o out.mp4 --size 12
 expect 2 "" -- no-such-command
+expect 4 "no model.json" -- models "$work"
+expect 3 "not found|No such file" -- compare "$work/a.mp4" "$work/b.mp4"
 
 exit $((failures > 0))
