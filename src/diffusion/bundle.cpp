@@ -370,6 +370,7 @@ Result<BundleConfig> BundleConfig::read(const std::string& path) {
 
 c10::IValue ModuleBase::call(std::vector<c10::IValue> inputs) const {
   TORCH_CHECK(module_ != nullptr, "module ", name_, " is not loaded");
+  compat::JitOptimizeGuard optimize(jit_optimize_);
   return module_->forward(std::move(inputs));
 }
 
@@ -523,6 +524,7 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
     target.file_ = path.string();
     target.device_ = b.device_;
     target.dtype_ = b.dtype_;
+    target.jit_optimize_ = options.jit_optimize;
     return Status::success();
   };
 

@@ -250,6 +250,7 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
       }
       stats.pose_cached = true;
     }
+    compat::synchronize(dev);
     stats.conditions_s = seconds_since(t_cond);
 
     // ---- constant per-call inputs
@@ -301,6 +302,7 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
       latents = scheduler->step(model_output, i, latents);
     }
     if (progress) progress->finish();
+    compat::synchronize(dev);
     stats.denoise_s = seconds_since(t_denoise);
     return latents;
   } catch (const std::exception& e) {
@@ -335,6 +337,7 @@ Result<GenerationOutput> Generator::generate(const GenerationInputs& in, const S
   GenerationOutput out;
   const auto t0 = Clock::now();
   STANDIN_ASSIGN_OR_RETURN(auto ref, encode_reference(in.reference, in.reference_clip));
+  compat::synchronize(bundle_.device());
   out.stats.reference_s = seconds_since(t0);
   STANDIN_ASSIGN_OR_RETURN(out.latents, sample(ref, *in.conditions, s, in.noise, &out.stats));
   if (sink) {

@@ -146,6 +146,7 @@ class ModuleBase {
   std::shared_ptr<torch::jit::Module> module_;
   at::Device device_ = at::kCPU;
   at::ScalarType dtype_ = at::kFloat;
+  bool jit_optimize_ = false;
 };
 
 class VaeEncoder : public ModuleBase {
@@ -207,6 +208,9 @@ class DenoisingUnet : public ModuleBase {
 struct LoadOptions {
   bool verify_checksums = true;  // sha256 of every module file (≈ 1 s per GB)
   bool dry_run = true;           // run each module once on minimal inputs (model.json "dry_run" sizes)
+  // TorchScript graph optimisation (profiling executor + fusers). Off by default: no slow
+  // warm-up calls per new shape; the modules' heavy ops (conv, matmul, attention) are the same.
+  bool jit_optimize = false;
 };
 
 class Bundle {

@@ -10,11 +10,13 @@
 //   STANDIN_TORCH_CUDA            linked against a CUDA LibTorch (set by src/diffusion/CMakeLists)
 //   STANDIN_TORCH_HAS_CUDA_GRAPH  at::cuda::CUDAGraph usable (CUDA build, >= 1.10)
 //   STANDIN_TORCH_AUTOCAST_DEVICE autocast API takes a device type (>= 2.4)
+#include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/serialize.h>
 #include <torch/version.h>
 
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
 
@@ -60,6 +62,26 @@ class InferenceGuard {
   c10::InferenceMode inference_;
   torch::NoGradGuard no_grad_;
 };
+
+// Scoped switch of TorchScript's graph optimisation (profiling executor, fusion). Off, a module
+// runs its graph as scripted: no slow profiling runs on the first calls of every new input
+// shape (docs/BUNDLE.md), numerics as in eager mode. Thread-local in both 1.13 and 2.x.
+class JitOptimizeGuard {
+ public:
+  explicit JitOptimizeGuard(bool optimize) : guard_(optimize) {}
+
+ private:
+  torch::jit::GraphOptimizerEnabledGuard guard_;
+};
+
+// Wait for queued device work (accurate stage timings); no-op on the CPU.
+inline void synchronize(const c10::Device& device) {
+#if STANDIN_TORCH_CUDA
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+#else
+  (void)device;
+#endif
+}
 
 // Serialise an IValue to bytes readable by Python's torch.load, and back.
 inline std::vector<char> pickle_save(const c10::IValue& value) { return torch::pickle_save(value); }
