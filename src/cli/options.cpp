@@ -86,8 +86,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   auto* batch = app.add_subcommand("batch", "Run many replace/animate jobs from a JSON-lines file");
   batch->add_option("jobs", line.batch.jobs, "JOBS.jsonl")->required();
   batch->add_option("--shard", line.batch.shard, "I/N: run only jobs with index % N == I");
-  batch->add_option("--status", line.batch.status_file, "Status file (default: JOBS.jsonl.status.json)");
-  batch->add_option("--log-dir", line.batch.log_dir, "Per-job logs (default: next to the jobs file)");
+  batch->add_option("--status", line.batch.status_file, "Status file (default: JOBS.status.json next to the jobs file)");
+  batch->add_option("--log-dir", line.batch.log_dir, "Per-job logs (default: JOBS.logs/ next to the jobs file)");
 
   ParseOutcome outcome;
   try {

@@ -1,0 +1,49 @@
+#pragma once
+// `standin batch`: a JSON-lines job file, one replace/animate job per line. Each job runs as a
+// child `standin` process (a failing or crashing job cannot take the batch down) with its own
+// log; a status file records every job's outcome and is rewritten atomically after each job.
+//
+// A job line: {"command": "replace", "input": "a.mp4", "reference": "r.png", "output": "o.mp4",
+//              "steps": 25, "seed": 1, ...} — keys are the long option names of the command
+// (without dashes; "object_mask" or "object-mask" both work). Blank lines and lines starting
+// with '#' are skipped.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "standin/core/error.hpp"
+
+namespace standin::pipeline {
+
+struct BatchJob {
+  int index = 0;     // 0-based among the jobs (not counting blank/comment lines)
+  int line = 0;      // 1-based line in the file, for messages
+  std::string command;  // replace | animate
+  std::string input, output;
+  std::vector<std::string> arguments;  // the child's argv after the program name
+};
+
+// Every problem is Error::bad_input naming the file, the line and the key.
+Result<std::vector<BatchJob>> parse_jobs(const std::string& text, const std::string& name = "jobs.jsonl");
+
+struct BatchOptions {
+  std::string jobs_path;
+  int shard_index = 0, shard_count = 1;
+  std::string status_path;  // default: JOBS.status.json next to the jobs file
+  std::string log_dir;      // default: JOBS.logs/ next to the jobs file
+  std::string executable;   // the standin binary to run jobs with
+  bool log_json = false;
+};
+
+struct BatchSummary {
+  int done = 0, skipped = 0, failed = 0;
+};
+
+// Runs this shard's jobs. Returns the summary; an error only when the batch itself cannot run
+// (unreadable jobs file, status file not writable). Failed jobs are counted, not fatal.
+Result<BatchSummary> run_batch(const BatchOptions& options);
+
+// True when `output` exists and decodes to as many frames as `input` (a finished render).
+bool output_complete(const std::string& input, const std::string& output);
+
+}  // namespace standin::pipeline

@@ -1,0 +1,61 @@
+#include <gtest/gtest.h>
+
+#include "standin/pipeline/batch.hpp"
+
+namespace standin::pipeline {
+namespace {
+
+TEST(BatchJobs, ParsesJobsIntoArguments) {
+  const std::string text =
+      "# comment\n"
+      "\n"
+      R"({"input": "a.mp4", "reference": "r.png", "output": "o.mp4", "steps": 4, "cfg": 2.5, "object_mask": "m.mp4"})"
+      "\n"
+      R"({"command": "animate", "reference": "r.png", "poses": "p.json", "output": "o2.mp4", "overwrite": true})"
+      "\n";
+  auto jobs = parse_jobs(text);
+  ASSERT_TRUE(jobs.ok()) << jobs.error().message;
+  ASSERT_EQ(jobs->size(), 2u);
+  const auto& first = (*jobs)[0];
+  EXPECT_EQ(first.index, 0);
+  EXPECT_EQ(first.line, 3);
+  EXPECT_EQ(first.command, "replace");
+  EXPECT_EQ(first.input, "a.mp4");
+  EXPECT_EQ(first.output, "o.mp4");
+  const std::vector<std::string> expected = {"replace", "--cfg", "2.5", "--input", "a.mp4", "--object-mask", "m.mp4",
+                                             "--output", "o.mp4", "--reference", "r.png", "--steps", "4"};
+  EXPECT_EQ(first.arguments, expected);
+  EXPECT_EQ((*jobs)[1].command, "animate");
+  EXPECT_EQ((*jobs)[1].arguments.back(), "o2.mp4");
+  EXPECT_NE(std::find((*jobs)[1].arguments.begin(), (*jobs)[1].arguments.end(), "--overwrite"),
+            (*jobs)[1].arguments.end());
+}
+
+TEST(BatchJobs, RejectsMalformedLinesWithTheirLineNumber) {
+  struct Case {
+    std::string text, message;
+  };
+  for (const auto& c : std::vector<Case>{
+           {"{not json\n", "jobs.jsonl:1: not valid JSON"},
+           {"[1, 2]\n", "jobs.jsonl:1: each line must be a JSON object"},
+           {"\n{\"input\": \"a\", \"output\": \"o\", \"colour\": 1}\n", "jobs.jsonl:2: unknown key \"colour\""},
+           {R"({"input": "a"})", "has no \"output\""},
+           {R"({"output": "o"})", "replace job needs \"input\""},
+           {R"({"command": "explode", "output": "o"})", "\"command\" must be \"replace\" or \"animate\""},
+           {R"({"input": "a", "output": "o", "steps": [1]})", "\"steps\" must be a non-empty string or a number"},
+           {R"({"input": "a", "output": "o", "overwrite": "yes"})", "\"overwrite\" must be true or false"},
+           {"# only a comment\n", "no jobs"},
+       }) {
+    auto jobs = parse_jobs(c.text);
+    ASSERT_FALSE(jobs.ok()) << c.text;
+    EXPECT_EQ(jobs.error().code, ExitCode::bad_input);
+    EXPECT_NE(jobs.error().message.find(c.message), std::string::npos) << jobs.error().message;
+  }
+}
+
+TEST(BatchJobs, MissingOutputIsNotComplete) {
+  EXPECT_FALSE(output_complete("", "/nonexistent/out.mp4"));
+}
+
+}  // namespace
+}  // namespace standin::pipeline
