@@ -26,7 +26,8 @@ TEST(BatchJobs, ParsesJobsIntoArguments) {
                                              "--output", "o.mp4", "--reference", "r.png", "--steps", "4"};
   EXPECT_EQ(first.arguments, expected);
   EXPECT_EQ((*jobs)[1].command, "animate");
-  EXPECT_EQ((*jobs)[1].arguments.back(), "o2.mp4");
+  EXPECT_EQ((*jobs)[1].output, "o2.mp4");
+  EXPECT_EQ((*jobs)[1].arguments.front(), "animate");
   EXPECT_NE(std::find((*jobs)[1].arguments.begin(), (*jobs)[1].arguments.end(), "--overwrite"),
             (*jobs)[1].arguments.end());
 }
