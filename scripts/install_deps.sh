@@ -7,8 +7,10 @@ packages=(
   libopencv-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev ffmpeg
   libcli11-dev libspdlog-dev nlohmann-json3-dev libgtest-dev googletest
-  opencv-doc nodejs npm
+  opencv-doc
 )
+# npm fetches the MediaPipe models; machines that already have Node.js keep theirs.
+command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
