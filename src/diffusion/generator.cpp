@@ -139,6 +139,7 @@ namespace {
 struct Prepared {
   at::Tensor scene;      // [1, 4(+1), T, h, w] bundle dtype (undefined without environment)
   at::Tensor objects;    // [T, 4, h, w] scaled object latents (undefined = none)
+  std::vector<at::Tensor> object_features;  // per decoder stage [T, C_j, h_j, w_j] when cached
   at::Tensor pose_all;   // [1, Cp, T, h, w] when cached
 };
 
@@ -215,10 +216,23 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
           prep.scene.slice(2, a, b).narrow(1, c.latent_channels, 1).copy_(m.permute({1, 0, 2, 3}).unsqueeze(0));
         }
       }
-      if (want_objects && chunk.objects.defined()) {
-        if (!prep.objects.defined())
-          prep.objects = at::zeros({T, c.latent_channels, lh, lw}, at::TensorOptions().dtype(dt).device(dev));
-        prep.objects.slice(0, a, b).copy_(bundle_.vae_encoder().encode(chunk.objects) * c.scaling_factor);
+      if (want_objects) {
+        // Frames without objects are an all-zero object image (as the oracle's "object" input),
+        // also those seen before the first chunk that had objects.
+        const auto encode_objects = [&](int64_t x, int64_t y, const at::Tensor& img) -> Status {
+          if (img.dim() != 4 || img.size(0) != y - x || img.size(1) != 3 || img.size(2) != H || img.size(3) != W)
+            return Error::bad_input("object chunk for frames " + std::to_string(x) + ".." + std::to_string(y) + " must be [" +
+                                    std::to_string(y - x) + ",3," + std::to_string(H) + "," + std::to_string(W) + "], got " +
+                                    shape_of(img));
+          prep.objects.slice(0, x, y).copy_(bundle_.vae_encoder().encode(img) * c.scaling_factor);
+          return Status::success();
+        };
+        const auto zeros = [&](int64_t x, int64_t y) { return at::zeros({y - x, 3, H, W}, fdev); };
+        if (chunk.objects.defined() && !prep.objects.defined()) {
+          prep.objects = at::empty({T, c.latent_channels, lh, lw}, at::TensorOptions().dtype(dt).device(dev));
+          for (int64_t x = 0; x < a; x += s.vae_chunk) STANDIN_TRY(encode_objects(x, std::min(a, x + s.vae_chunk), zeros(x, std::min(a, x + s.vae_chunk))));
+        }
+        if (prep.objects.defined()) STANDIN_TRY(encode_objects(a, b, chunk.objects.defined() ? chunk.objects : zeros(a, b)));
       }
       STANDIN_TRY(check_interrupted());
     }
@@ -249,6 +263,21 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
         prep.pose_all.slice(2, a, b).copy_(f);
       }
       stats.pose_cached = true;
+    }
+    // Object-guider features: cached for the whole clip too when they fit the same budget.
+    if (prep.objects.defined()) {
+      int64_t budget = s.pose_cache_bytes - (stats.pose_cached ? pose_bytes : 0);
+      for (int64_t a = 0; a < T; a += s.vae_chunk) {
+        const int64_t b = std::min<int64_t>(T, a + s.vae_chunk);
+        const auto f = bundle_.object_guider()->features(prep.objects.slice(0, a, b));
+        if (a == 0) {
+          int64_t bytes = 0;
+          for (const auto& t : f) bytes += t.numel() / t.size(0) * T * static_cast<int64_t>(t.element_size());
+          if (bytes > budget) break;
+          for (const auto& t : f) prep.object_features.push_back(at::empty({T, t.size(1), t.size(2), t.size(3)}, t.options()));
+        }
+        for (size_t j = 0; j < f.size(); ++j) prep.object_features[j].slice(0, a, b).copy_(f[j]);
+      }
     }
     compat::synchronize(dev);
     stats.conditions_s = seconds_since(t_cond);
@@ -287,7 +316,12 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
         u.pose = guided ? pf.expand({B, -1, -1, -1, -1}).contiguous() : pf.contiguous();
         u.reference = ref.tokens;
         u.reference_keep = keep;
-        if (prep.objects.defined()) {
+        if (!prep.object_features.empty()) {
+          for (const auto& o : prep.object_features) {
+            const at::Tensor w = o.slice(0, a, a + n);
+            u.objects.push_back(guided ? at::cat({w, w}, 0) : w);
+          }
+        } else if (prep.objects.defined()) {
           for (const auto& o : bundle_.object_guider()->features(prep.objects.slice(0, a, a + n)))
             u.objects.push_back(guided ? at::cat({o, o}, 0) : o);
         }
