@@ -202,6 +202,12 @@ Result<VideoReader> VideoReader::open(const std::string& path, const ReaderOptio
 Status VideoReader::Impl::convert(Frame& out) {
   const AVFrame* f = frame.get();
   STANDIN_TRY(check_frame_size(path, f->width, f->height));
+  // Frames must match the size reported by info() (callers size writers and buffers from it);
+  // a stream that changes resolution mid-way is rejected rather than handed on.
+  if (f->width != info.coded_width || f->height != info.coded_height)
+    return Error::bad_input(path + ": frame " + std::to_string(next_index) + " is " + std::to_string(f->width) + "x" +
+                            std::to_string(f->height) + " but the stream header says " + std::to_string(info.coded_width) +
+                            "x" + std::to_string(info.coded_height) + " (resolution changes are not supported)");
   const bool rotate = info.rotation_degrees != 0;
   cv::Mat target(f->height, f->width, CV_8UC3);
   Status converted = frame_to_rgb(f, sws, target.data, static_cast<int>(target.step));
