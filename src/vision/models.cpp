@@ -85,6 +85,9 @@ void read_size(const json* entry, cv::Size& size) {
   int h = size.height, w = size.width;
   maybe(in, "height", h);
   maybe(in, "width", w);
+  std::vector<int> shape;
+  maybe(in, "shape", shape);
+  if (shape.size() == 4) h = shape[2], w = shape[3];  // NCHW
   if (h > 0 && w > 0) size = {w, h};
 }
 

@@ -3,6 +3,7 @@
 #include "standin/vision/tracker.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include <opencv2/imgproc.hpp>
@@ -21,6 +22,10 @@ constexpr int kAllLandmarks = 39;
 constexpr int kBodyAndAux = 35;  // 33 body + 2 auxiliary (ROI) points
 
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 struct Track {
   int id = 0;
@@ -76,24 +81,78 @@ struct PersonTracker::Impl {
   int locked_id = -1;  // auto mode: the track chosen once and kept
   int64_t frame_counter = 0;
   int64_t without_target = 0;
+  TrackerStats stats;
 
   const detail::VisionConfig& cfg() const { return models->config(); }
 
-  Result<std::vector<bp::Detection>> detect(const cv::Mat& rgb) {
-    const auto lb = bp::make_letterbox(rgb.size(), cfg().detector_size);
+  // Square tiles (half overlapping) covering the frame, for small people.
+  std::vector<cv::Rect> tiles(cv::Size frame) const {
+    std::vector<cv::Rect> out;
+    const int short_side = std::min(frame.width, frame.height);
+    const int det = std::max(cfg().detector_size.width, cfg().detector_size.height);
+    int mode = options.detection_tiles;
+    if (mode < 0) mode = short_side > 2 * det ? 1 : 0;
+    if (mode == 0) return out;
+    const int side = std::max(det, short_side * 2 / 3);
+    auto positions = [&](int length) {
+      std::vector<int> p;
+      if (length <= side) return std::vector<int>{0};
+      const int n = static_cast<int>(std::ceil(static_cast<double>(length - side) / (side / 2.0))) + 1;
+      for (int i = 0; i < n; ++i) p.push_back(static_cast<int>(std::lround(static_cast<double>(length - side) * i / (n - 1))));
+      return p;
+    };
+    for (int y : positions(frame.height))
+      for (int x : positions(frame.width)) out.emplace_back(x, y, std::min(side, frame.width - x), std::min(side, frame.height - y));
+    return out;
+  }
+
+  Result<std::vector<bp::Detection>> detect_region(const cv::Mat& rgb, cv::Rect region) {
+    const cv::Mat view = rgb(region);
+    const auto lb = bp::make_letterbox(view.size(), cfg().detector_size);
     cv::Mat input;
-    cv::warpAffine(rgb, input, lb.image_to_input(), cfg().detector_size, cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));
+    cv::warpAffine(view, input, lb.image_to_input(), cfg().detector_size, cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));
+    const auto t0 = std::chrono::steady_clock::now();
     STANDIN_ASSIGN_OR_RETURN(auto out, models->detect(input));
+    stats.detector_s += seconds_since(t0);
+    ++stats.detector_runs;
     bp::DecodeOptions dec = cfg().decode;
     dec.min_score = std::min(dec.min_score, options.detection_threshold);
     auto dets = bp::decode_detections(out.boxes.data(), out.scores.data(), out.num_boxes, anchors, dec);
     dets = bp::weighted_nms(std::move(dets), cfg().nms_threshold);
     std::vector<bp::Detection> result;
+    const cv::Point2f off(static_cast<float>(region.x), static_cast<float>(region.y));
     for (auto& d : dets) {
       if (d.score < options.detection_threshold) continue;
-      result.push_back(bp::remove_letterbox(d, lb));
+      bp::Detection r = bp::remove_letterbox(d, lb);
+      r.box.x += off.x;
+      r.box.y += off.y;
+      for (auto& k : r.keypoints) k += off;
+      result.push_back(r);
     }
     return result;
+  }
+
+  Result<std::vector<bp::Detection>> detect(const cv::Mat& rgb, bool with_tiles) {
+    STANDIN_ASSIGN_OR_RETURN(auto all, detect_region(rgb, cv::Rect(0, 0, rgb.cols, rgb.rows)));
+    if (with_tiles) {
+      for (const cv::Rect& t : tiles(rgb.size())) {
+        STANDIN_ASSIGN_OR_RETURN(auto more, detect_region(rgb, t));
+        all.insert(all.end(), more.begin(), more.end());
+      }
+    }
+    // Across regions: keep the most confident, drop overlaps and boxes mostly inside a kept one
+    // (a person cut at a tile border).
+    std::stable_sort(all.begin(), all.end(), [](const bp::Detection& a, const bp::Detection& b) { return a.score > b.score; });
+    std::vector<bp::Detection> kept;
+    for (const auto& d : all) {
+      bool dup = false;
+      for (const auto& k : kept) {
+        const float inter = (d.box & k.box).area();
+        if (bp::iou(d.box, k.box) > cfg().nms_threshold || inter > 0.6f * std::min(d.box.area(), k.box.area())) dup = true;
+      }
+      if (!dup) kept.push_back(d);
+    }
+    return kept;
   }
 
   Result<Pass> landmarks(const cv::Mat& rgb, const bp::Roi& roi, bool want_seg) {
@@ -101,7 +160,10 @@ struct PersonTracker::Impl {
     cv::Mat crop;
     cv::warpAffine(rgb, crop, bp::roi_image_to_crop(roi, cs), cs, cv::INTER_LINEAR,
                    cfg().landmark_border_replicate ? cv::BORDER_REPLICATE : cv::BORDER_CONSTANT);
+    const auto t0 = std::chrono::steady_clock::now();
     STANDIN_ASSIGN_OR_RETURN(auto out, models->landmarks(crop, want_seg));
+    stats.landmark_s += seconds_since(t0);
+    ++stats.landmark_runs;
     Pass p;
     p.flag = out.pose_flag;
     p.points.resize(kBodyAndAux);
@@ -223,6 +285,7 @@ PersonTracker::~PersonTracker() = default;
 
 const TrackerOptions& PersonTracker::options() const { return impl_->options; }
 int64_t PersonTracker::frames_without_target() const { return impl_->without_target; }
+const TrackerStats& PersonTracker::stats() const { return impl_->stats; }
 
 void PersonTracker::reset() {
   impl_->tracks.clear();
@@ -230,6 +293,7 @@ void PersonTracker::reset() {
   impl_->locked_id = -1;
   impl_->frame_counter = 0;
   impl_->without_target = 0;
+  impl_->stats = {};
 }
 
 Result<PersonTracker> PersonTracker::create(const std::string& models_dir, const std::string& device, TrackerOptions options) {
@@ -237,6 +301,8 @@ Result<PersonTracker> PersonTracker::create(const std::string& models_dir, const
     return Error::usage("landmark model must be lite, full or heavy (got " + options.landmark_model + ")");
   if (options.max_people < 1) options.max_people = 1;
   if (options.threads > 0) torch::set_num_threads(options.threads);
+  // fp16-derived weights can produce denormals, which are very slow on x86 CPUs.
+  at::globalContext().setFlushDenormal(true);
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   STANDIN_ASSIGN_OR_RETURN(impl->models, detail::VisionModels::load(models_dir, options.landmark_model, device));
@@ -247,6 +313,7 @@ Result<PersonTracker> PersonTracker::create(const std::string& models_dir, const
 Result<FrameAnalysis> PersonTracker::process(const cv::Mat& rgb, int64_t index) {
   if (rgb.empty() || rgb.type() != CV_8UC3) return Error::bad_input("tracker: expected a CV_8UC3 RGB frame");
   Impl& m = *impl_;
+  const auto started = std::chrono::steady_clock::now();
   const TrackerOptions& o = m.options;
   const cv::Size frame = rgb.size();
   for (auto& t : m.tracks) t.seen_this_frame = false;
@@ -263,8 +330,9 @@ Result<FrameAnalysis> PersonTracker::process(const cv::Mat& rgb, int64_t index) 
     target_missing = true;
     for (const auto& t : m.tracks) target_missing &= !(t.id == m.locked_id && t.has_roi);
   }
+  const bool tile_frame = o.detect_interval <= 0 ? m.frame_counter == 0 : m.frame_counter % o.detect_interval == 0;
   if (active == 0 || periodic || target_missing) {
-    STANDIN_ASSIGN_OR_RETURN(auto dets, m.detect(rgb));
+    STANDIN_ASSIGN_OR_RETURN(auto dets, m.detect(rgb, tile_frame));
     for (const auto& d : dets) {
       // Already followed by an active track?
       bool covered = false;
@@ -340,8 +408,10 @@ Result<FrameAnalysis> PersonTracker::process(const cv::Mat& rgb, int64_t index) 
   if (o.target_track >= 0) {
     target_id = o.target_track;
   } else {
+    // Auto: keep the chosen person while they are seen or briefly lost; after relock_after
+    // frames without them, choose again among the people in view.
     bool locked_alive = false;
-    for (const auto& t : m.tracks) locked_alive |= t.id == m.locked_id;
+    for (const auto& t : m.tracks) locked_alive |= t.id == m.locked_id && t.missed <= o.relock_after;
     if (!locked_alive) m.locked_id = -1;
     if (m.locked_id < 0 && !seen.empty()) {
       // Largest and most central: area weighted by closeness to the frame centre.
@@ -363,14 +433,18 @@ Result<FrameAnalysis> PersonTracker::process(const cv::Mat& rgb, int64_t index) 
     for (auto& t : m.tracks) {
       if (t.id != target_id) continue;
       if (o.segmentation) {
+        const auto t0 = std::chrono::steady_clock::now();
         cv::Mat prob = m.target_probability(t, frame);
         if (!prob.empty()) fa.target_mask = t.refiner.refine(prob, cv::Rect(t.box));
+        m.stats.mask_s += seconds_since(t0);
       }
     }
   } else {
     ++m.without_target;
   }
   ++m.frame_counter;
+  ++m.stats.frames;
+  m.stats.total_s += seconds_since(started);
   return fa;
 }
 
@@ -378,7 +452,7 @@ Result<ReferenceAnalysis> PersonTracker::analyze_reference(const cv::Mat& rgb) {
   if (rgb.empty() || rgb.type() != CV_8UC3) return Error::bad_input("reference: expected a CV_8UC3 RGB image");
   Impl& m = *impl_;
   ReferenceAnalysis ref;
-  STANDIN_ASSIGN_OR_RETURN(auto dets, m.detect(rgb));
+  STANDIN_ASSIGN_OR_RETURN(auto dets, m.detect(rgb, false));
   if (dets.empty()) return ref;
   // The most confident detection (ties: the larger one).
   const bp::Detection* best = &dets[0];

@@ -22,8 +22,13 @@ struct TrackerOptions {
   int max_people = 4;                  // tracks kept at once
   float detection_threshold = 0.5f;    // detector score to start a track
   float presence_threshold = 0.5f;     // landmark presence below this = track lost
+  // Detector passes on overlapping square tiles as well as the whole frame, for people that
+  // are small in the frame (surveillance footage). 0 = whole frame only; -1 = auto (tiles
+  // when the frame's short side exceeds 2x the detector input).
+  int detection_tiles = -1;
   int detect_interval = 8;             // also run the detector every N frames to find newcomers (0 = only when no track)
   int max_missed = 15;                 // frames a lost track keeps its id for re-association
+  int relock_after = 5;                // auto target: frames the chosen person may be missing before another is chosen
   bool smooth = true;                  // One Euro filter on landmarks
   float smooth_min_cutoff = 0.05f;     // One Euro parameters in normalised units (MediaPipe's pose defaults)
   float smooth_beta = 80.0f;
@@ -32,6 +37,13 @@ struct TrackerOptions {
   MaskRefineOptions mask;
   double fps = 30.0;                   // for the smoothing filter
   int threads = 0;                     // torch intra-op threads, 0 = leave as is
+};
+
+// Cumulative work counters (for logs and benchmarks).
+struct TrackerStats {
+  int64_t frames = 0;
+  int64_t detector_runs = 0, landmark_runs = 0;
+  double detector_s = 0, landmark_s = 0, mask_s = 0, total_s = 0;
 };
 
 class PersonTracker {
@@ -54,6 +66,7 @@ class PersonTracker {
   const TrackerOptions& options() const;
   // Frames so far where the target (or, in auto mode, any person) was missing.
   int64_t frames_without_target() const;
+  const TrackerStats& stats() const;
 
  private:
   struct Impl;
