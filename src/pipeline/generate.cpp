@@ -94,7 +94,39 @@ cv::Mat gray_of(const cv::Mat& rgb) {
 
 // --- pass 1: analysis ----------------------------------------------------------------------
 
+// animate with --poses and no driving video: the poses file is the whole timeline.
+Result<Analysis> analyze_poses_only(const GenerateRequest& req) {
+  STANDIN_ASSIGN_OR_RETURN(auto track, vision::read_pose_track(req.poses));
+  Analysis analysis;
+  auto& info = analysis.info;
+  info.width = track.info.width;
+  info.height = track.info.height;
+  if (info.width <= 0 || info.height <= 0)
+    return Error::bad_input(req.poses + ": needs info.width and info.height to animate without a driving video");
+  info.fps = track.info.fps_num > 0 && track.info.fps_den > 0 ? media::Rational{track.info.fps_num, track.info.fps_den}
+                                                              : media::Rational{25, 1};
+  info.time_base = {info.fps.den, info.fps.num};
+  info.frame_count = std::max<int64_t>(track.info.frame_count,
+                                       track.frames.empty() ? 0 : track.frames.back().frame_index + 1);
+  if (info.frame_count <= 0) return Error::bad_input(req.poses + ": no frames");
+  analysis.frames.resize(static_cast<size_t>(info.frame_count));
+  for (const auto& fa : track.frames) {
+    const vision::PersonPose* person = fa.target_person();
+    if (!person && !fa.people.empty()) person = &fa.people.front();
+    if (!person) continue;
+    auto& frame = analysis.frames[static_cast<size_t>(fa.frame_index)];
+    frame.body = person->body;
+    frame.box = person->box;
+    frame.present = true;
+    ++analysis.frames_with_person;
+    const cv::Rect2d box(person->box);
+    analysis.union_box = analysis.union_box.area() > 0 ? (analysis.union_box | box) : box;
+  }
+  return analysis;
+}
+
 Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::PersonTracker>& tracker) {
+  if (req.input.empty()) return analyze_poses_only(req);
   const auto start = Clock::now();
   STANDIN_ASSIGN_OR_RETURN(auto reader, open_video(req.input, /*scan=*/true));
   Analysis analysis;
@@ -367,7 +399,8 @@ Status run_generate(const GenerateRequest& req) {
                                    std::pair{req.object_mask, "object mask video"}}) {
     if (!path.empty() && !fs::exists(path)) return Error::bad_input(std::string(path) + ": " + what + " not found");
   }
-  if (req.input.empty()) return Error::usage("a source video (-i) is needed");
+  if (req.input.empty() && (req.mode == Mode::replace || req.poses.empty()))
+    return Error::usage("a source video (-i) is needed");
   STANDIN_TRY(check_output_path(req.output, req.overwrite, {req.input, req.reference, req.mask, req.poses, req.object_mask}));
   if (!req.preview.empty())
     STANDIN_TRY(check_output_path(req.preview, req.overwrite, {req.input, req.reference, req.output}));
@@ -403,6 +436,7 @@ Status run_generate(const GenerateRequest& req) {
   // Vision, unless the user brought both poses and masks.
   std::optional<vision::PersonTracker> tracker;
   const bool need_tracker = req.mode == Mode::replace ? (req.poses.empty() || req.mask.empty()) : req.poses.empty();
+  // (animate needs no masks: the whole frame is redrawn)
   const std::string vision_dir = req.vision_models.empty() ? default_vision_dir() : req.vision_models;
   if (need_tracker || fs::exists(vision_dir)) {
     vision::TrackerOptions options;
@@ -451,7 +485,11 @@ Status run_generate(const GenerateRequest& req) {
   }
   SceneConditions conditions(analysis, geometry, req.mode, std::move(scene_source), std::move(objects));
 
-  STANDIN_ASSIGN_OR_RETURN(auto composite_source, open_video(req.input));
+  std::optional<media::VideoReader> composite_source;
+  if (!req.input.empty()) {
+    STANDIN_ASSIGN_OR_RETURN(auto r, open_video(req.input));
+    composite_source.emplace(std::move(r));
+  }
   const cv::Size out_size = req.mode == Mode::replace ? cv::Size(info.width, info.height) : work;
   media::WriterOptions writer_options;
   writer_options.crf = req.crf;
@@ -468,7 +506,13 @@ Status run_generate(const GenerateRequest& req) {
     for (int64_t k = 0; k < frames.size(0); ++k) {
       STANDIN_TRY(check_interrupted());
       const int64_t index = first + k;
-      STANDIN_ASSIGN_OR_RETURN(auto source, next_frame(composite_source, index));
+      media::Frame source;
+      if (composite_source) {
+        STANDIN_ASSIGN_OR_RETURN(source, next_frame(*composite_source, index));
+      } else {  // animate from a poses file: a black stand-in for the preview, nominal timestamps
+        source.rgb = cv::Mat::zeros(info.height, info.width, CV_8UC3);
+        source.pts = index;
+      }
       const FrameTrack& track = analysis.frames[static_cast<size_t>(index)];
       const cv::Mat generated_work = tensor_to_rgb(frames[k]);
       media::Frame out;
