@@ -162,11 +162,13 @@ Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::Perso
   analysis.frames.resize(static_cast<size_t>(info.frame_count));
   size_t next_pose = 0;
   Progress progress("analysing", info.frame_count);
+  int64_t decoded = 0;
   for (int64_t i = 0;; ++i) {
     STANDIN_TRY(check_interrupted());
     media::Frame frame;
     STANDIN_ASSIGN_OR_RETURN(bool got, reader.read(frame));
     if (!got) break;
+    decoded = i + 1;
     if (i >= info.frame_count) analysis.frames.emplace_back();  // container under-counted
 
     vision::FrameAnalysis tracked;
@@ -216,6 +218,13 @@ Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::Perso
     progress.advance();
   }
   progress.finish();
+  if (decoded == 0) return Error::bad_input(req.input + ": no frame could be decoded; the file is damaged");
+  if (decoded < static_cast<int64_t>(analysis.frames.size())) {
+    // A truncated or damaged tail: render what decodes rather than nothing, and say so.
+    spdlog::warn("{}: only {} of {} frames could be decoded (truncated or damaged file); the output has {}", req.input,
+                 decoded, analysis.frames.size(), decoded);
+    analysis.frames.resize(static_cast<size_t>(decoded));
+  }
   analysis.seconds = seconds_since(start);
   return analysis;
 }
