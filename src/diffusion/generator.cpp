@@ -284,9 +284,12 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
 
     // ---- constant per-call inputs
     const bool guided = s.cfg > 1.0;
-    const int64_t B = guided ? 2 : 1;
-    const at::Tensor context = guided ? at::cat({at::zeros_like(ref.embed), ref.embed}, 0) : ref.embed;
-    const at::Tensor keep = guided ? at::tensor({0.0f, 1.0f}).to(dev) : at::ones({1}, fdev);
+    const bool split_cfg = guided && s.cfg_mode == CfgMode::split;  // two B = 1 calls per window
+    const bool batched = guided && !split_cfg;                      // one B = 2 call per window
+    const int64_t B = batched ? 2 : 1;
+    const at::Tensor context = batched ? at::cat({at::zeros_like(ref.embed), ref.embed}, 0) : ref.embed;
+    const at::Tensor keep = batched ? at::tensor({0.0f, 1.0f}).to(dev) : at::ones({1}, fdev);
+    const at::Tensor uncond_context = split_cfg ? at::zeros_like(ref.embed) : at::Tensor();
 
     const auto t_denoise = Clock::now();
     std::optional<Progress> progress;
@@ -304,7 +307,7 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
         at::Tensor x = latents.slice(2, a, a + n);
         at::Tensor inp = c.environment ? at::cat({x.to(dt), prep.scene.slice(2, a, a + n)}, 1) : x.to(dt);
         UnetInputs u;
-        u.sample = guided ? at::cat({inp, inp}, 0) : inp;
+        u.sample = batched ? at::cat({inp, inp}, 0) : inp;
         u.timestep = timestep;
         u.context = context;
         at::Tensor pf;
@@ -313,21 +316,32 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
         } else {
           STANDIN_ASSIGN_OR_RETURN(pf, pose_features(a, a + n));
         }
-        u.pose = guided ? pf.expand({B, -1, -1, -1, -1}).contiguous() : pf.contiguous();
+        u.pose = batched ? pf.expand({B, -1, -1, -1, -1}).contiguous() : pf.contiguous();
         u.reference = ref.tokens;
         u.reference_keep = keep;
         if (!prep.object_features.empty()) {
           for (const auto& o : prep.object_features) {
             const at::Tensor w = o.slice(0, a, a + n);
-            u.objects.push_back(guided ? at::cat({w, w}, 0) : w);
+            u.objects.push_back(batched ? at::cat({w, w}, 0) : w);
           }
         } else if (prep.objects.defined()) {
           for (const auto& o : bundle_.object_guider()->features(prep.objects.slice(0, a, a + n)))
-            u.objects.push_back(guided ? at::cat({o, o}, 0) : o);
+            u.objects.push_back(batched ? at::cat({o, o}, 0) : o);
         }
-        const at::Tensor pred = bundle_.denoising_unet().predict(u).to(at::kFloat);
+        at::Tensor g;
+        if (split_cfg) {
+          // Unconditional half: zero context and no reference tokens (= reference_keep 0).
+          UnetInputs un = u;
+          un.context = uncond_context;
+          un.reference.clear();
+          const at::Tensor uncond = bundle_.denoising_unet().predict(un).to(at::kFloat);
+          const at::Tensor cond = bundle_.denoising_unet().predict(u).to(at::kFloat);
+          g = uncond + s.cfg * (cond - uncond);
+        } else {
+          const at::Tensor pred = bundle_.denoising_unet().predict(u).to(at::kFloat);
+          g = batched ? pred.slice(0, 0, 1) + s.cfg * (pred.slice(0, 1, 2) - pred.slice(0, 0, 1)) : pred;
+        }
         ++stats.unet_calls;
-        const at::Tensor g = guided ? pred.slice(0, 0, 1) + s.cfg * (pred.slice(0, 1, 2) - pred.slice(0, 0, 1)) : pred;
         acc.slice(2, a, a + n) += g;
         if (progress) progress->advance();
         STANDIN_TRY(check_interrupted());

@@ -47,6 +47,17 @@ std::vector<Window> plan_windows(int64_t frames, int window, int overlap);
 
 // ---------------------------------------------------------------- settings
 
+// How the two halves of classifier-free guidance are evaluated. Both compute docs/SAMPLING.md
+// (the same numbers up to floating-point rounding):
+//   batched  one UNet call with B = 2, as docs/SAMPLING.md writes it; the unconditional half masks
+//            the reference tokens with an additive -inf on their logits (reference_keep = 0).
+//   split    two calls with B = 1; the unconditional one is given no reference tokens at all,
+//            which is what the mask computes (exp(-inf) = 0). Neither call needs an attention
+//            mask, so SDPA can take its flash kernel, the unconditional half does no work on the
+//            reference keys (a quarter less attention in the reference-reading blocks), and peak
+//            activation memory is that of B = 1. Faster and leaner on CUDA (docs/BENCHMARKS.md).
+enum class CfgMode { batched, split };
+
 struct SamplingSettings {
   int steps = 25;
   double cfg = 3.5;  // <= 1: conditional branch only (batch 1)
@@ -57,6 +68,7 @@ struct SamplingSettings {
   int vae_chunk = 8;  // frames per VAE encode / decode call
   int64_t pose_cache_bytes = int64_t(1) << 30;  // cache all pose features when they fit
   bool show_progress = true;
+  CfgMode cfg_mode = CfgMode::split;  // only matters when cfg > 1
 
   static SamplingSettings from_bundle(const BundleConfig& config);
   Status validate() const;  // Error::usage for out-of-range values
@@ -124,7 +136,7 @@ struct GenerationStats {
   int64_t frames = 0;
   int windows = 0;
   int steps = 0;
-  int64_t unet_calls = 0;
+  int64_t unet_calls = 0;  // window evaluations (a split CFG pair counts once)
   bool pose_cached = false;
 };
 

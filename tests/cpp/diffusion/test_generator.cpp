@@ -88,6 +88,25 @@ TEST_F(TinyGenerator, PoseCacheOffGivesTheSameResult) {
   EXPECT_LT((a->latents - b->latents).abs().max().item<float>(), 1e-5);
 }
 
+TEST_F(TinyGenerator, CfgModesGiveTheSameResult) {
+  // split (two B = 1 calls, the unconditional one without reference tokens) computes what
+  // batched (one B = 2 call, reference masked with -inf for the unconditional half) computes.
+  auto c = testing::make_conditions(T, H, W, bundle_->config().clip_size, 5);
+  Generator gen(*bundle_);
+  auto s = settings();
+  s.cfg_mode = CfgMode::batched;
+  TensorConditionSource src1(c.environment, c.mask, c.pose, c.objects);
+  auto a = gen.generate({c.reference, c.reference_clip, &src1, c.noise}, s, nullptr);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  s.cfg_mode = CfgMode::split;
+  TensorConditionSource src2(c.environment, c.mask, c.pose, c.objects);
+  auto b = gen.generate({c.reference, c.reference_clip, &src2, c.noise}, s, nullptr);
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_EQ(a->stats.unet_calls, b->stats.unet_calls);
+  EXPECT_LT((a->latents - b->latents).abs().max().item<float>(), 1e-4);
+  EXPECT_GT((a->latents - c.noise).abs().max().item<float>(), 0.1);
+}
+
 TEST_F(TinyGenerator, ConditionsMatter) {
   auto c = testing::make_conditions(T, H, W, bundle_->config().clip_size, 3);
   Generator gen(*bundle_);
