@@ -1,5 +1,6 @@
 // `standin extract -i VIDEO -o DIR`: per-frame poses and the target's mask, streamed frame by
 // frame into DIR/poses.json, DIR/pose.mp4, DIR/mask.mp4 and DIR/overlay.mp4 (all atomic).
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -51,7 +52,9 @@ cv::Mat make_overlay(const cv::Mat& rgb, const vision::FrameAnalysis& fa) {
   }
   for (size_t i = 0; i < fa.people.size(); ++i) {
     const auto& p = fa.people[i];
-    vision::draw_skeleton(out, p.body);
+    // Sticks scaled to the person so small people stay visible under their skeleton.
+    const int stick = std::clamp(static_cast<int>(p.box.height / 60), 1, vision::kPoseStickWidth);
+    vision::draw_skeleton(out, p.body, {}, stick, stick + 1);
     const bool target = static_cast<int>(i) == fa.target;
     const cv::Scalar colour = target ? cv::Scalar(255, 255, 255) : cv::Scalar(128, 128, 128);
     cv::rectangle(out, cv::Rect(p.box), colour, 1);
@@ -85,6 +88,15 @@ Status run_extract(const CommandLine& line) {
   const ExtractOptions& o = line.extract;
   STANDIN_ASSIGN_OR_RETURN(const int person, parse_person(o.person));
 
+  STANDIN_ASSIGN_OR_RETURN(auto reader, media::VideoReader::open(o.input));
+  const media::VideoInfo info = reader.info();
+
+  vision::TrackerOptions topt;
+  topt.target_track = person;
+  topt.fps = info.fps.valid() ? info.fps.value() : 30.0;
+  STANDIN_ASSIGN_OR_RETURN(auto tracker, vision::PersonTracker::create(o.vision_models, o.device, topt));
+
+  // The folder is made only once input and models are known to be good.
   std::error_code ec;
   if (!fs::exists(o.output_dir, ec)) {
     fs::create_directories(o.output_dir, ec);
@@ -98,14 +110,6 @@ Status run_extract(const CommandLine& line) {
   const std::string out_overlay = (fs::path(o.output_dir) / "overlay.mp4").string();
   for (const auto& p : {out_json, out_pose, out_mask, out_overlay})
     STANDIN_TRY(check_output_path(p, line.global.overwrite, {o.input}));
-
-  STANDIN_ASSIGN_OR_RETURN(auto reader, media::VideoReader::open(o.input));
-  const media::VideoInfo info = reader.info();
-
-  vision::TrackerOptions topt;
-  topt.target_track = person;
-  topt.fps = info.fps.valid() ? info.fps.value() : 30.0;
-  STANDIN_ASSIGN_OR_RETURN(auto tracker, vision::PersonTracker::create(o.vision_models, o.device, topt));
 
   vision::PoseTrackInfo pinfo;
   pinfo.width = info.width;

@@ -70,7 +70,7 @@ bool shown(const Keypoint& k) {
   return k.score >= kPoseScoreThreshold && std::isfinite(k.x) && std::isfinite(k.y);
 }
 
-void draw_limbs(cv::Mat& canvas, const Body18& body, const cv::Mat& m, double dim) {
+void draw_limbs(cv::Mat& canvas, const Body18& body, const cv::Mat& m, double dim, int stick = kPoseStickWidth) {
   for (size_t i = 0; i < kOpenPoseLimbs.size(); ++i) {
     const Keypoint& ka = body[kOpenPoseLimbs[i][0]];
     const Keypoint& kb = body[kOpenPoseLimbs[i][1]];
@@ -81,18 +81,18 @@ void draw_limbs(cv::Mat& canvas, const Body18& body, const cv::Mat& m, double di
     const double angle = std::atan2(a.y - b.y, a.x - b.x) * 180.0 / CV_PI;
     std::vector<cv::Point> poly;
     cv::ellipse2Poly(cv::Point(static_cast<int>(mid.x), static_cast<int>(mid.y)),
-                     cv::Size(static_cast<int>(length / 2), kPoseStickWidth), static_cast<int>(angle), 0, 360, 1, poly);
+                     cv::Size(static_cast<int>(length / 2), stick), static_cast<int>(angle), 0, 360, 1, poly);
     const cv::Vec3b c = kOpenPoseColors[i];
     cv::fillConvexPoly(canvas, poly, cv::Scalar(c[0] * dim, c[1] * dim, c[2] * dim), cv::LINE_8);
   }
 }
 
-void draw_joints(cv::Mat& canvas, const Body18& body, const cv::Mat& m) {
+void draw_joints(cv::Mat& canvas, const Body18& body, const cv::Mat& m, int radius = kPoseJointRadius) {
   for (int j = 0; j < kOpenPoseCount; ++j) {
     if (!shown(body[j])) continue;
     const cv::Point2d p = transform(m, body[j]);
     const cv::Vec3b c = kOpenPoseColors[j];
-    cv::circle(canvas, cv::Point(static_cast<int>(p.x), static_cast<int>(p.y)), kPoseJointRadius,
+    cv::circle(canvas, cv::Point(static_cast<int>(p.x), static_cast<int>(p.y)), radius,
                cv::Scalar(c[0], c[1], c[2]), cv::FILLED, cv::LINE_8);
   }
 }
@@ -112,10 +112,10 @@ cv::Mat render_pose_map(const Body18& body, cv::Size canvas, const cv::Mat& m) {
   return render_pose_map(std::vector<Body18>{body}, canvas, m);
 }
 
-void draw_skeleton(cv::Mat& rgb, const Body18& body, const cv::Mat& m) {
+void draw_skeleton(cv::Mat& rgb, const Body18& body, const cv::Mat& m, int stick_width, int joint_radius) {
   if (rgb.empty() || rgb.type() != CV_8UC3) return;
-  draw_limbs(rgb, body, m, 1.0);
-  draw_joints(rgb, body, m);
+  draw_limbs(rgb, body, m, 1.0, std::max(1, stick_width));
+  draw_joints(rgb, body, m, std::max(1, joint_radius));
 }
 
 }  // namespace standin::vision

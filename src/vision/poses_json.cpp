@@ -149,6 +149,8 @@ Result<PoseTrack> parse_pose_track(const std::string& text, const std::string& n
     root = json::parse(text);
   } catch (const json::parse_error& e) {
     return Error::bad_input(name + ": not valid JSON (byte " + std::to_string(e.byte) + ")");
+  } catch (const json::exception& e) {  // e.g. out_of_range: a number too large for a double
+    return Error::bad_input(name + ": not valid JSON (" + e.what() + ")");
   }
   if (!root.is_object()) return c.err("top level", "expected an object, got " + type_name(root));
   PoseTrack track;

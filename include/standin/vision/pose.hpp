@@ -82,8 +82,10 @@ extern const std::array<cv::Vec3b, 18> kOpenPoseColors;  // RGB
 cv::Mat render_pose_map(const Body18& body, cv::Size canvas, const cv::Mat& source_to_canvas = {});
 // Same, several skeletons on one canvas (limbs of all people, dimmed, then all joints).
 cv::Mat render_pose_map(const std::vector<Body18>& bodies, cv::Size canvas, const cv::Mat& source_to_canvas = {});
-// Draws the skeleton onto an existing RGB image in place (overlays; not dimmed).
-void draw_skeleton(cv::Mat& rgb, const Body18& body, const cv::Mat& source_to_canvas = {});
+// Draws the skeleton onto an existing RGB image in place (overlays; not dimmed). Thinner
+// sticks/joints suit small people in overlays.
+void draw_skeleton(cv::Mat& rgb, const Body18& body, const cv::Mat& source_to_canvas = {},
+                   int stick_width = kPoseStickWidth, int joint_radius = kPoseJointRadius);
 
 // ---- poses.json ----------------------------------------------------------------------------
 struct PoseTrackInfo {

@@ -1,5 +1,5 @@
 // Developer probe (not a test): runs the tracker over a video and prints per-frame tracks and
-// stage timings.  vision_probe VIDEO [max_frames] [lite|full|heavy] [threads]
+// stage timings.  vision_probe VIDEO|IMAGE [max_frames] [lite|full|heavy] [threads] [device]
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -14,18 +14,19 @@ using namespace standin;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: vision_probe VIDEO [max_frames] [lite|full|heavy] [threads]\n");
+    std::fprintf(stderr, "usage: vision_probe VIDEO [max_frames] [lite|full|heavy] [threads] [device]\n");
     return 2;
   }
   const int64_t max_frames = argc > 2 ? std::atoll(argv[2]) : -1;
   vision::TrackerOptions o;
   if (argc > 3) o.landmark_model = argv[3];
   if (argc > 4) o.threads = std::atoi(argv[4]);
+  const std::string device = argc > 5 ? argv[5] : "cpu";
   const std::string in = argv[1];
   if (in.size() > 4 && (in.substr(in.size() - 4) == ".png" || in.substr(in.size() - 4) == ".jpg")) {
     auto img = media::read_image(in);
     if (!img.ok()) return std::fprintf(stderr, "%s\n", img.error().message.c_str()), 3;
-    auto ref = vision::analyze_reference(*img, std::string(STANDIN_SOURCE_DIR) + "/models/vision", "cpu", o);
+    auto ref = vision::analyze_reference(*img, std::string(STANDIN_SOURCE_DIR) + "/models/vision", device, o);
     if (!ref.ok()) return std::fprintf(stderr, "%s\n", ref.error().message.c_str()), 4;
     std::printf("found=%d crop=%d,%d %dx%d score=%.3f\n", ref->found, ref->crop.x, ref->crop.y, ref->crop.width, ref->crop.height, ref->person.score);
     for (int j = 0; j < 18; ++j) std::printf("  %2d %7.1f %7.1f %.3f\n", j, ref->person.body[j].x, ref->person.body[j].y, ref->person.body[j].score);
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
   auto reader = media::VideoReader::open(argv[1]);
   if (!reader.ok()) return std::fprintf(stderr, "%s\n", reader.error().message.c_str()), 3;
   o.fps = reader->info().fps.valid() ? reader->info().fps.value() : 30;
-  auto tracker = vision::PersonTracker::create(std::string(STANDIN_SOURCE_DIR) + "/models/vision", "cpu", o);
+  auto tracker = vision::PersonTracker::create(std::string(STANDIN_SOURCE_DIR) + "/models/vision", device, o);
   if (!tracker.ok()) return std::fprintf(stderr, "%s\n", tracker.error().message.c_str()), 4;
   media::Frame f;
   int64_t n = 0;
