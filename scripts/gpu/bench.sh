@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The whole GPU benchmark in one command (docs/BENCHMARKS.md): build standin + tools/bench_generate
+# against the CUDA LibTorch and the carried FFmpeg/OpenCV prefix, export the sd15 bundle with random
+# fp16 weights, make one set of 48-frame 512x768 conditions, then
+#   1. Python: dense bf16/fp16 matmul peak, UNet FLOPs per window (FlopCounterMode), and the eager
+#      reference (scripts/reference_pipeline.py's Bundle(eager=True) + generate(), warm);
+#   2. C++: bench_generate, full timed runs per CFG mode + UNet micro-benchmark variants;
+#   3. the comparison (outputs within fp16 tolerance, s/frame, ratio, TFLOP/s, % of peak, memory);
+#   4. `standin replace` end to end on a real clip (decode -> extract -> generate -> encode), stage times.
+# Logs and JSON go to $OUT (the device tool returns that folder); the last lines printed are the table.
+#
+# On the device machine (from the repository root; .gpu/ carried, see /work/shared/device/README.md):
+#   bash scripts/gpu/bench.sh
+# A CPU smoke test of the same script (tiny bundle, fp32, 12 frames, 2 steps; minutes):
+#   OUT=/tmp/bench-out BENCH_CONFIG=tiny BENCH_DEVICE=cpu BENCH_DTYPE=float32 BENCH_FRAMES=12 BENCH_STEPS=2 \
+#     BENCH_WINDOW=8 BENCH_OVERLAP=2 BENCH_SIZE= BENCH_REPLACE=0 bash scripts/gpu/bench.sh
+#
+# Knobs (environment): BENCH_CONFIG sd15|tiny, BENCH_DEVICE, BENCH_DTYPE (float16), BENCH_FRAMES (48),
+# BENCH_STEPS (25), BENCH_WINDOW (24), BENCH_OVERLAP (4), BENCH_SIZE (512x768; empty = bundle's),
+# BENCH_MODES (split,batched), BENCH_UNET_ITERS (3), BENCH_VARIANTS, BENCH_REPLACE (1), BENCH_JIT (0|1),
+# BENCH_WORK (/tmp/standin-bench), BENCH_BUILD (build dir), BENCH_SKIP_BUILD, BENCH_JOBS.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+OUT="${OUT:-/tmp/standin-bench-out}"
+mkdir -p "$OUT"
+LOG="$OUT/log.txt"
+exec > >(tee -a "$LOG") 2>&1
+
+CONFIG="${BENCH_CONFIG:-sd15}"
+DEVICE="${BENCH_DEVICE:-cuda}"
+DTYPE="${BENCH_DTYPE:-float16}"
+FRAMES="${BENCH_FRAMES:-48}"
+STEPS="${BENCH_STEPS:-25}"
+WINDOW="${BENCH_WINDOW:-24}"
+OVERLAP="${BENCH_OVERLAP:-4}"
+SIZE="${BENCH_SIZE-512x768}"
+MODES="${BENCH_MODES:-split,batched}"
+UNET_ITERS="${BENCH_UNET_ITERS:-3}"
+VARIANTS="${BENCH_VARIANTS:-batched,split,split+cudnn_benchmark,split+sdpa_cudnn,split+jit,split+channels_last}"
+REPLACE="${BENCH_REPLACE:-1}"
+JIT="${BENCH_JIT:-0}"
+WORK="${BENCH_WORK:-/tmp/standin-bench}"
+BUILD="${BENCH_BUILD:-$WORK/build}"
+JOBS="${BENCH_JOBS:-$(nproc)}"
+BUNDLE="$WORK/$CONFIG"
+mkdir -p "$WORK"
+
+if [[ -n "${BENCH_PYTHON:-}" ]]; then PY="$BENCH_PYTHON"; elif [[ -x /opt/torch/.venv/bin/python3 ]]; then PY=/opt/torch/.venv/bin/python3; else PY="$(command -v python3)"; fi
+case "$DTYPE" in float16) CDT=fp16 ;; bfloat16) CDT=bf16 ;; *) CDT=fp32 ;; esac
+export PYTHONUNBUFFERED=1
+T0=$(date +%s)
+stamp() { echo "=== [$(( $(date +%s) - T0 )) s] $*"; }
+
+stamp "environment"
+date -u +"%Y-%m-%dT%H:%M:%SZ"
+git log -1 --format='commit %H %s' 2>/dev/null || true
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv 2>/dev/null || true
+"$PY" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
+echo "config=$CONFIG device=$DEVICE dtype=$DTYPE frames=$FRAMES steps=$STEPS window=$WINDOW overlap=$OVERLAP size=$SIZE"
+
+# ---------------------------------------------------------------- export (background) + build
+EXPORT_PID=""
+if [[ ! -f "$BUNDLE/model.json" ]]; then
+  stamp "export $CONFIG ($DTYPE, random weights) -> $BUNDLE (background)"
+  ( "$PY" scripts/export_bundle.py --config "$CONFIG" --dtype "$DTYPE" --out "$BUNDLE" > "$WORK/export.log" 2>&1;
+    echo "export exit $?" >> "$WORK/export.log" ) &
+  EXPORT_PID=$!
+fi
+
+BUILD_OK=1
+if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
+  stamp "configure + build standin and bench_generate in $BUILD"
+  CMAKE_ARGS=(-S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTANDIN_BUILD_TESTS=OFF -DSTANDIN_BUILD_TOOLS=ON)
+  PREFIXES=""
+  if ! pkg-config --exists libavformat 2>/dev/null && [[ -f .gpu/prefix.tar.xz ]]; then
+    mkdir -p "$WORK/deps" && tar xJf .gpu/prefix.tar.xz -C "$WORK/deps"
+    P="$WORK/deps/prefix"
+    sed -i "s|/tmp/standin-deps|$P|g" "$P"/lib/pkgconfig/*.pc
+    export PKG_CONFIG_PATH="$P/lib/pkgconfig"
+    PREFIXES="$P"
+    CMAKE_ARGS+=(-DOpenCV_DIR="$P/lib/cmake/opencv4")
+  fi
+  TP="$("$PY" -c 'import torch, os; p = torch.utils.cmake_prefix_path; print(p if os.path.isdir(os.path.join(p, "Torch")) else "")' 2>/dev/null || true)"
+  if [[ -n "$TP" && "$("$PY" -c 'import torch; print(torch.cuda.is_available())' 2>/dev/null)" == "True" ]]; then
+    PREFIXES="$TP${PREFIXES:+;$PREFIXES}"
+  fi
+  [[ -n "$PREFIXES" ]] && CMAKE_ARGS+=(-DCMAKE_PREFIX_PATH="$PREFIXES")
+  # CUDA LibTorch 2.x ships fmt headers (torch/include/fmt) that its -isystem path puts in front
+  # of the system fmt the system spdlog is built against: translation units using both Torch
+  # and spdlog then compile spdlog against the wrong fmt. Hide Torch's copy during the build.
+  TORCH_INC="$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "include"))' 2>/dev/null || true)"
+  HIDDEN=""
+  if [[ -n "$TORCH_INC" && -d "$TORCH_INC/fmt" && -d /usr/include/fmt && -z "${BENCH_KEEP_TORCH_FMT:-}" ]]; then
+    mv "$TORCH_INC/fmt" "$TORCH_INC/fmt.hidden-by-standin" && HIDDEN="$TORCH_INC/fmt"
+    echo "hid $HIDDEN during the build (system fmt: $(grep -m1 -h 'define FMT_VERSION' /usr/include/fmt/*.h 2>/dev/null))"
+  fi
+  if cmake "${CMAKE_ARGS[@]}" > "$WORK/cmake.log" 2>&1 && ninja -C "$BUILD" -j "$JOBS" -k 0 standin bench_generate > "$WORK/build.log" 2>&1; then
+    grep -h "standin: Torch" "$WORK/cmake.log" || true
+  else
+    echo "BUILD FAILED (standin + bench_generate)"; tail -n 30 "$WORK/cmake.log"; grep -B2 -A12 -m 8 "error" "$WORK/build.log" | head -n 150
+    if [[ -n "$HIDDEN" ]]; then  # the benchmark tool alone does not use spdlog next to Torch
+      mv "$HIDDEN.hidden-by-standin" "$HIDDEN" && HIDDEN=""
+      echo "retrying bench_generate alone with Torch's fmt in place"
+    fi
+    if ninja -C "$BUILD" -j "$JOBS" bench_generate >> "$WORK/build.log" 2>&1; then BUILD_OK=2; else BUILD_OK=0; tail -n 60 "$WORK/build.log"; fi
+  fi
+  [[ -n "$HIDDEN" ]] && mv "$HIDDEN.hidden-by-standin" "$HIDDEN"
+  cp "$WORK/build.log" "$OUT/build.log" 2>/dev/null
+fi
+echo "BUILD_OK=$BUILD_OK (1: standin + bench_generate, 2: bench_generate only, 0: neither)"
+if [[ -n "$EXPORT_PID" ]]; then
+  stamp "waiting for the export"
+  wait "$EXPORT_PID"
+fi
+[[ -f "$WORK/export.log" ]] && tail -n 5 "$WORK/export.log"
+if [[ ! -f "$BUNDLE/model.json" ]]; then echo "EXPORT FAILED"; cat "$WORK/export.log"; exit 1; fi
+du -sh "$BUNDLE" 2>/dev/null
+
+# ---------------------------------------------------------------- conditions
+stamp "conditions: $FRAMES frames"
+SIZE_ARGS=()
+if [[ -n "$SIZE" ]]; then SIZE_ARGS=(--width "${SIZE%x*}" --height "${SIZE#*x}"); fi
+"$PY" scripts/gpu/bench_reference.py conds --bundle "$BUNDLE" --frames "$FRAMES" "${SIZE_ARGS[@]}" --steps "$STEPS" \
+  --window "$WINDOW" --overlap "$OVERLAP" --out "$WORK/conds.pt" || exit 1
+
+# ---------------------------------------------------------------- C++
+if [[ "$BUILD_OK" != 0 ]]; then
+  stamp "C++ bench_generate (modes $MODES; micro-benchmark: $VARIANTS)"
+  timeout 420 "$BUILD/bench_generate" --bundle "$BUNDLE" --conds "$WORK/conds.pt" --device "$DEVICE" --dtype "$CDT" \
+    --no-verify --modes "$MODES" --out-prefix "$WORK/cpp_" --metrics "$OUT/cpp.json" --jit-optimize "$JIT" \
+    --unet-bench "$UNET_ITERS" --variants "$VARIANTS" || echo "bench_generate exit $?"
+fi
+
+# ---------------------------------------------------------------- Python eager reference
+stamp "Python eager reference (+ peak matmul, FLOP count)"
+PEAK=(); [[ "$DEVICE" == cuda* ]] && PEAK=(--peak)
+timeout 420 "$PY" scripts/gpu/bench_reference.py run --bundle "$BUNDLE" --conds "$WORK/conds.pt" --device "$DEVICE" \
+  --dtype "$DTYPE" --no-verify --result "$WORK/py.pt" --metrics "$OUT/python.json" --flops "${PEAK[@]}" \
+  || echo "python reference exit $?"
+
+# ---------------------------------------------------------------- replace on a real clip
+if [[ "$REPLACE" == 1 && "$BUILD_OK" == 1 ]]; then
+  CLIP="${BENCH_CLIP:-.gpu/clip_audio.mp4}"; REF="${BENCH_REF:-.gpu/person.png}"
+  [[ -f "$CLIP" ]] || CLIP=data/clip_audio.mp4
+  [[ -f "$REF" ]] || REF=data/person.png
+  VIS="${STANDIN_VISION_MODELS:-.gpu/vision}"; [[ -d "$VIS" ]] || VIS=models/vision
+  stamp "standin replace $CLIP (vision models $VIS)"
+  RSIZE=(); [[ -n "$SIZE" ]] && RSIZE=(--size "$SIZE")
+  STANDIN_VISION_MODELS="$VIS" timeout 300 "$BUILD/standin" replace -i "$CLIP" -r "$REF" -o "$WORK/replace.mp4" -y \
+    --bundle "$BUNDLE" --device "$DEVICE" --dtype "$CDT" "${RSIZE[@]}" --metrics "$OUT/replace.json" \
+    || echo "standin replace exit $?"
+  ls -la "$WORK/replace.mp4" 2>/dev/null
+fi
+
+# ---------------------------------------------------------------- comparison
+stamp "comparison"
+"$PY" scripts/gpu/bench_reference.py compare --python-metrics "$OUT/python.json" --python-result "$WORK/py.pt" \
+  --cpp-metrics "$OUT/cpp.json" --replace "$OUT/replace.json" --summary "$OUT/summary.md" --json "$OUT/summary.json"
+RC=$?
+stamp "done (compare exit $RC)"
+exit $RC

@@ -1,0 +1,394 @@
+#!/usr/bin/env python3
+"""Python side of the generator benchmark (scripts/gpu/bench.sh, docs/BENCHMARKS.md).
+
+  bench_reference.py conds   --bundle B --frames 48 --out conds.pt            # same inputs for both sides
+  bench_reference.py run     --bundle B --conds conds.pt --device cuda --dtype float16 \
+                             --result py.pt --metrics py.json [--flops] [--peak]
+  bench_reference.py compare --python-metrics py.json --python-result py.pt \
+                             --cpp-metrics cpp.json [--replace replace.json] --summary OUT.md --json OUT.json
+
+``run`` is the eager reference exactly as scripts/reference_pipeline.py runs it (its Bundle with
+eager=True and its generate(), SDPA attention), after one untimed warm-up generation of
+--warmup-steps steps (cuBLAS/cuDNN handles, allocator), so both sides are timed warm.
+--flops counts the UNet's floating-point operations for one window with
+torch.utils.flop_counter.FlopCounterMode (matmuls, convolutions, attention; elementwise ops and
+norms are not counted), in both CFG formulations: "batched" (one call, B=2, reference masked for
+the unconditional half) and "split" (two B=1 calls, the unconditional one without reference).
+--peak measures the dense bf16 (and fp16) matmul rate on this GPU (8192^3, median of 20).
+``compare`` checks that C++ and Python outputs agree and writes the side-by-side table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import reference_pipeline as RP  # noqa: E402
+
+
+def _sync(dev):
+    if torch.device(dev).type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------------------------------- conds
+def cmd_conds(a) -> int:
+    with open(os.path.join(a.bundle, "model.json")) as f:
+        man = json.load(f)
+    c = RP.synthetic_conds(man, a.frames, seed=a.seed, height=a.height, width=a.width, objects=a.objects,
+                           steps=a.steps, cfg=a.cfg, window=a.window, overlap=a.overlap, sampler=0)
+    c["cfg"] = torch.tensor(float(a.cfg), dtype=torch.float64)
+    torch.save(c, a.out)
+    print(f"conds: {a.frames} frames {c['pose'].shape[3]}x{c['pose'].shape[2]} -> {a.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- peak
+def measure_peak(dtype, n=8192, iters=20):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.randn(n, n, device="cuda", dtype=dtype, generator=g)
+    b = torch.randn(n, n, device="cuda", dtype=dtype, generator=g)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        a @ b
+        e.record()
+        e.synchronize()
+        times.append(s.elapsed_time(e) / 1e3)
+    times.sort()
+    return {"n": n, "median_s": times[len(times) // 2], "tflops": 2 * n ** 3 / times[len(times) // 2] / 1e12,
+            "best_tflops": 2 * n ** 3 / times[0] / 1e12}
+
+
+# ----------------------------------------------------------------------------- flops
+def count_flops(bundle, conds, window):
+    from torch.utils.flop_counter import FlopCounterMode
+    man = bundle.manifest
+    dev, dt = bundle.device, bundle.dtype
+    sf = float(man["latent"]["scaling_factor"])
+    T, _, H, W = conds["pose"].shape
+    fw = min(window, T)
+    h, w = H // man["geometry"]["vae_scale_factor"], W // man["geometry"]["vae_scale_factor"]
+    cin = man["geometry"]["unet_in_channels"]
+    with torch.no_grad():
+        ref_latent = bundle["vae_encoder"](conds["reference"].to(dev, dt)) * sf
+        embed = bundle["image_encoder"](conds["reference_clip"].to(dev, dt))
+        tokens = bundle["reference_net"](ref_latent, embed)
+        pose = bundle["pose_guider"](conds["pose"][:fw].to(dev, dt)).permute(1, 0, 2, 3).unsqueeze(0)
+        x = torch.randn(1, cin, fw, h, w, device=dev, dtype=dt)
+        unet = bundle["denoising_unet"]
+
+        def flops(fn):
+            with FlopCounterMode(display=False) as fc:
+                fn()
+            return int(fc.get_total_flops())
+
+        t1 = torch.full((1,), 500, dtype=torch.long, device=dev)
+        t2 = torch.full((2,), 500, dtype=torch.long, device=dev)
+        one = torch.ones(1, device=dev)
+        batched = flops(lambda: unet(torch.cat([x, x]), t2, torch.cat([torch.zeros_like(embed), embed]),
+                                     torch.cat([pose, pose]), tokens, torch.tensor([0.0, 1.0], device=dev), []))
+        cond = flops(lambda: unet(x, t1, embed, pose, tokens, one, []))
+        uncond = flops(lambda: unet(x, t1, torch.zeros_like(embed), pose, [], one, []))
+        # the reference pass (once per clip), for completeness
+        refnet = flops(lambda: bundle["reference_net"](ref_latent, embed))
+    return {"window": fw, "latent": [h, w], "batched_per_window": batched, "split_per_window": cond + uncond,
+            "split_cond": cond, "split_uncond": uncond, "reference_net": refnet,
+            "counter": "torch.utils.flop_counter.FlopCounterMode (mm/bmm/conv/SDPA; norms, elementwise not counted)"}
+
+
+# ----------------------------------------------------------------------------- run
+def cmd_run(a) -> int:
+    metrics = {"torch": torch.__version__, "device": a.device, "dtype": a.dtype}
+    if torch.device(a.device).type == "cuda":
+        p = torch.cuda.get_device_properties(0)
+        metrics["gpu"] = {"name": p.name, "sm_count": p.multi_processor_count,
+                          "memory_gib": p.total_memory / 2 ** 30}
+
+    def save():
+        if a.metrics:
+            with open(a.metrics, "w") as f:
+                json.dump(metrics, f, indent=2)
+
+    if a.peak and torch.device(a.device).type == "cuda":
+        metrics["peak_bf16"] = measure_peak(torch.bfloat16)
+        metrics["peak_fp16"] = measure_peak(torch.float16)
+        print(f"peak: bf16 {metrics['peak_bf16']['tflops']:.0f} TFLOP/s, fp16 {metrics['peak_fp16']['tflops']:.0f} TFLOP/s",
+              flush=True)
+        save()
+    if a.no_generate and not a.flops:
+        return 0
+
+    t0 = time.perf_counter()
+    bundle = RP.Bundle(a.bundle, eager=True, device=a.device, dtype=a.dtype, verify=not a.no_verify)
+    metrics["load_s"] = time.perf_counter() - t0
+    conds = RP.load_conds(a.conds)
+    T = int(conds["pose"].shape[0])
+    window = int(conds["window"].item()) if "window" in conds else bundle.manifest["defaults"]["window"]
+    print(f"python: loaded eager bundle in {metrics['load_s']:.1f} s; {T} frames", flush=True)
+
+    if a.flops:
+        t0 = time.perf_counter()
+        try:
+            metrics["flops"] = count_flops(bundle, conds, window)
+            metrics["flops"]["count_s"] = time.perf_counter() - t0
+            f = metrics["flops"]
+            print(f"flops per window: batched {f['batched_per_window'] / 1e12:.3f} T, split "
+                  f"{f['split_per_window'] / 1e12:.3f} T (cond {f['split_cond'] / 1e12:.3f} + uncond "
+                  f"{f['split_uncond'] / 1e12:.3f})", flush=True)
+        except ImportError as e:  # torch < 2.1 has no flop counter
+            metrics["flops_error"] = str(e)
+            print(f"flops: not counted ({e})", flush=True)
+        save()
+    if a.no_generate:
+        return 0
+
+    if a.warmup_steps > 0:
+        t0 = time.perf_counter()
+        RP.generate(bundle, conds, steps=a.warmup_steps)
+        _sync(a.device)
+        metrics["warmup_s"] = time.perf_counter() - t0
+        metrics["warmup_steps"] = a.warmup_steps
+    if torch.device(a.device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    timings = {}
+    _sync(a.device)
+    t0 = time.perf_counter()
+    result = RP.generate(bundle, conds, timings=timings)
+    _sync(a.device)
+    total = time.perf_counter() - t0
+    starts = RP.window_starts(T, window, int(conds["overlap"].item()) if "overlap" in conds else 4)
+    steps = int(conds["steps"].item()) if "steps" in conds else bundle.manifest["defaults"]["steps"]
+    metrics["run"] = {"frames": T, "windows": len(starts), "steps": steps, "unet_calls": timings.get("unet_calls"),
+                      "seconds": {k: v for k, v in timings.items() if k != "unet_calls"} | {"total": total},
+                      "seconds_per_frame": total / T, "denoise_seconds_per_frame": timings["denoise"] / T}
+    if torch.device(a.device).type == "cuda":
+        metrics["run"]["memory"] = {"peak_allocated_gib": torch.cuda.max_memory_allocated() / 2 ** 30,
+                                    "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2 ** 30}
+    print(f"python eager: {T} frames in {total:.2f} s = {total / T:.4f} s/frame (denoise {timings['denoise']:.2f} s)",
+          flush=True)
+    if a.result:
+        torch.save(result, a.result)
+    save()
+    return 0
+
+
+# ----------------------------------------------------------------------------- compare
+def _load(path):
+    obj = torch.load(path, map_location="cpu")
+    return {str(k): v for k, v in obj.items()}
+
+
+def agreement(ref, other):
+    out = {}
+    for key in ("latents", "frames"):
+        if key not in ref or key not in other:
+            continue
+        r, o = ref[key].float(), other[key].float()
+        if r.shape != o.shape:
+            out[key] = {"error": f"shape {tuple(o.shape)} vs {tuple(r.shape)}"}
+            continue
+        d = (o - r)
+        entry = {"max_abs": float(d.abs().max()), "rel_l2": float(d.norm() / r.norm().clamp_min(1e-12)),
+                 "ref_abs_max": float(r.abs().max()), "finite": bool(torch.isfinite(o).all())}
+        if key == "frames":
+            mse = float((d ** 2).mean())
+            entry["psnr_db"] = float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)  # range [-1,1]
+        out[key] = entry
+    return out
+
+
+# fp16 end to end over 25 steps: the two sides run different kernels (flash vs masked
+# mem-efficient attention, fused vs unfused elementwise), so rounding differs at ~1e-3 per op.
+TOL = {"latents_rel_l2": 2e-2, "frames_psnr_db": 35.0}
+
+
+def _fmt(x, nd=3):
+    return "—" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
+
+def cmd_compare(a) -> int:
+    with open(a.python_metrics) as f:
+        py = json.load(f)
+    cpp = {}
+    if a.cpp_metrics and os.path.exists(a.cpp_metrics):
+        with open(a.cpp_metrics) as f:
+            cpp = json.load(f)
+    rep = None
+    if a.replace and os.path.exists(a.replace):
+        with open(a.replace) as f:
+            rep = json.load(f)
+    summary = {"python": py, "cpp": cpp, "replace": rep, "tolerance": TOL}
+    peak = py.get("peak_bf16", {}).get("tflops")
+    fl = py.get("flops") or {}
+    lines = []
+    gpu = py.get("gpu", {}).get("name", py.get("device"))
+    lines.append(f"GPU: {gpu}; torch {py.get('torch')}; LibTorch {cpp.get('device', {}).get('libtorch', '?')}; "
+                 f"measured dense matmul peak: bf16 {_fmt(peak, 0)} TFLOP/s, "
+                 f"fp16 {_fmt(py.get('peak_fp16', {}).get('tflops'), 0)} TFLOP/s (8192^3)")
+    if fl:
+        lines.append(f"UNet FLOPs per window (F={fl['window']}, latent {fl['latent'][0]}x{fl['latent'][1]}), counted: "
+                     f"batched CFG {fl['batched_per_window'] / 1e12:.2f} TFLOP, split CFG {fl['split_per_window'] / 1e12:.2f} "
+                     f"TFLOP (cond {fl['split_cond'] / 1e12:.2f} + uncond {fl['split_uncond'] / 1e12:.2f}); "
+                     f"ReferenceNet once {fl['reference_net'] / 1e12:.3f} TFLOP")
+    lines.append("")
+    lines.append("| run | s / output frame | total s | denoise s | other s (ref+cond+decode) | UNet TFLOP/s | % of bf16 peak "
+                 "| peak GPU mem GiB | speed-up vs Python |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    rows = {}
+    pr = py.get("run")
+
+    def row(name, r, mode):
+        s = r["seconds"]
+        windows_steps = r["windows"] * r["steps"]
+        fpw = fl.get(f"{mode}_per_window") if fl else None
+        rate = fpw * windows_steps / s["denoise"] / 1e12 if fpw else None
+        frac = 100 * rate / peak if (rate and peak) else None
+        other = s["total"] - s["denoise"]
+        mem = r.get("memory", {}).get("peak_allocated_gib")
+        speed = pr["seconds_per_frame"] / r["seconds_per_frame"] if pr else None
+        rows[name] = {"s_per_frame": r["seconds_per_frame"], "total_s": s["total"], "denoise_s": s["denoise"],
+                      "tflops": rate, "peak_fraction_pct": frac, "peak_mem_gib": mem, "speedup_vs_python": speed,
+                      "s_per_window_step": s["denoise"] / windows_steps}
+        lines.append(f"| {name} | {r['seconds_per_frame']:.4f} | {s['total']:.2f} | {s['denoise']:.2f} | {other:.2f} | "
+                     f"{_fmt(rate, 0)} | {_fmt(frac, 1)} | {_fmt(mem, 2)} | {_fmt(speed, 2)}x |")
+
+    if pr:
+        row(f"Python eager ({py.get('dtype')}, CFG batched)", pr, "batched")
+    for mode, r in cpp.get("runs", {}).items():
+        row(f"C++ standin ({cpp.get('dtype')}, CFG {mode})", r, mode)
+    summary["rows"] = rows
+
+    ok = True
+    if a.python_result and os.path.exists(a.python_result):
+        ref = _load(a.python_result)
+        summary["agreement"] = {}
+        lines.append("")
+        lines.append("| C++ run vs Python | latents rel-L2 | latents max-abs | frames max-abs | frames PSNR dB | within tolerance |")
+        lines.append("|---|---|---|---|---|---|")
+        for mode, r in cpp.get("runs", {}).items():
+            if "result" not in r or not os.path.exists(r["result"]):
+                continue
+            ag = agreement(ref, _load(r["result"]))
+            lat, fr = ag.get("latents", {}), ag.get("frames", {})
+            good = (lat.get("finite", False) and lat.get("rel_l2", 1e9) <= TOL["latents_rel_l2"]
+                    and fr.get("psnr_db", 0) >= TOL["frames_psnr_db"])
+            ag["pass"] = bool(good)
+            ok = ok and good
+            summary["agreement"][mode] = ag
+            lines.append(f"| CFG {mode} | {_fmt(lat.get('rel_l2'), 5)} | {_fmt(lat.get('max_abs'), 4)} | "
+                         f"{_fmt(fr.get('max_abs'), 4)} | {_fmt(fr.get('psnr_db'), 1)} | {'yes' if good else 'NO'} |")
+        lines.append(f"(tolerance: latents rel-L2 <= {TOL['latents_rel_l2']}, frames PSNR >= {TOL['frames_psnr_db']} dB)")
+
+    ub = cpp.get("unet_bench")
+    if ub:
+        lines.append("")
+        lines.append("| UNet micro-benchmark (one window, CFG pair) | median s | TFLOP/s | % of bf16 peak | peak mem GiB |")
+        lines.append("|---|---|---|---|---|")
+        for r in ub:
+            if "error" in r:
+                lines.append(f"| {r['variant']} | error: {r['error'][:80]} | | | |")
+                continue
+            mode = r["variant"].split("+")[0]
+            fpw = fl.get(f"{mode}_per_window") if fl else None
+            rate = fpw / r["median_s"] / 1e12 if fpw else None
+            lines.append(f"| {r['variant']} | {r['median_s']:.4f} | {_fmt(rate, 0)} | "
+                         f"{_fmt(100 * rate / peak if rate and peak else None, 1)} | "
+                         f"{_fmt(r.get('memory', {}).get('peak_allocated_gib'), 2)} |")
+
+    if rep:
+        s = rep.get("seconds", {})
+        lines.append("")
+        lines.append(f"`standin replace` {rep.get('input')} ({rep.get('frames')} frames, source "
+                     f"{rep.get('source_size')}, work {rep.get('work_size')}, {rep.get('settings')}):")
+        lines.append("")
+        lines.append("| stage | seconds |")
+        lines.append("|---|---|")
+        for k, v in s.items():
+            lines.append(f"| {k} | {v:.2f} |")
+        lines.append(f"| seconds per frame (total) | {rep.get('seconds_per_frame', 0):.3f} |")
+
+    # 300 frames (10 s at 30 fps) projected from the measured per-window-step time and per-frame costs
+    best = min((v for k, v in rows.items() if k.startswith("C++")), key=lambda v: v["s_per_frame"], default=None)
+    cr = None
+    if best:
+        for mode, r in cpp.get("runs", {}).items():
+            if abs(r["seconds_per_frame"] - best["s_per_frame"]) < 1e-12:
+                cr = r
+    if best and cr:
+        w300 = len(RP.window_starts(300, int(cpp["settings"]["window"]), int(cpp["settings"]["overlap"])))
+        per_frame_other = (cr["seconds"]["total"] - cr["seconds"]["denoise"]) / cr["frames"]
+        analysis_pf = (rep["seconds"]["analysis"] / rep["frames"]) if rep and "analysis" in rep.get("seconds", {}) else 0.0
+        proj = w300 * cr["steps"] * best["s_per_window_step"] + 300 * (per_frame_other + analysis_pf)
+        summary["projection_300"] = {"windows": w300, "s_per_window_step": best["s_per_window_step"],
+                                     "per_frame_other_s": per_frame_other, "analysis_per_frame_s": analysis_pf,
+                                     "seconds": proj}
+        lines.append("")
+        lines.append(f"300 frames at these settings, projected: {w300} windows x {cr['steps']} steps x "
+                     f"{best['s_per_window_step']:.3f} s + 300 x ({per_frame_other:.3f} + analysis {analysis_pf:.3f}) s "
+                     f"= {proj:.1f} s (target <= 60 s)")
+
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.summary:
+        with open(a.summary, "w") as f:
+            f.write(text)
+    summary["pass"] = ok
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(summary, f, indent=2, default=str)
+    return 0 if ok else 1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("conds")
+    c.add_argument("--bundle", required=True)
+    c.add_argument("--frames", type=int, default=48)
+    c.add_argument("--height", type=int)
+    c.add_argument("--width", type=int)
+    c.add_argument("--steps", type=int, default=25)
+    c.add_argument("--cfg", type=float, default=3.5)
+    c.add_argument("--window", type=int, default=24)
+    c.add_argument("--overlap", type=int, default=4)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--objects", action="store_true")
+    c.add_argument("--out", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--bundle", required=True)
+    r.add_argument("--conds", required=True)
+    r.add_argument("--device", default="cuda")
+    r.add_argument("--dtype", default="float16")
+    r.add_argument("--warmup-steps", type=int, default=1)
+    r.add_argument("--result")
+    r.add_argument("--metrics")
+    r.add_argument("--flops", action="store_true")
+    r.add_argument("--peak", action="store_true")
+    r.add_argument("--no-generate", action="store_true", help="only --peak / --flops")
+    r.add_argument("--no-verify", action="store_true")
+    m = sub.add_parser("compare")
+    m.add_argument("--python-metrics", required=True)
+    m.add_argument("--python-result")
+    m.add_argument("--cpp-metrics")
+    m.add_argument("--replace")
+    m.add_argument("--summary")
+    m.add_argument("--json")
+    a = ap.parse_args(argv)
+    return {"conds": cmd_conds, "run": cmd_run, "compare": cmd_compare}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
