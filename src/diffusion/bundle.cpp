@@ -5,10 +5,10 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include "log_bridge.hpp"
 #include "standin/diffusion/sha256.hpp"
 #include "standin/diffusion/torch_compat.hpp"
 
@@ -539,7 +539,8 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
     compat::InferenceGuard guard;
     STANDIN_TRY(b.dry_run(options));
   }
-  spdlog::debug("loaded bundle '{}' from {} on {} as {}", b.config_.name, dir, b.device_.str(), c10::toString(b.dtype_));
+  detail::log_debug("loaded bundle '" + b.config_.name + "' from " + dir + " on " + b.device_.str() + " as " +
+                    c10::toString(b.dtype_));
   return b;
 }
 

@@ -2,11 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <optional>
 
-#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "log_bridge.hpp"
 #include "standin/core/output.hpp"
 #include "standin/core/progress.hpp"
 #include "standin/diffusion/torch_compat.hpp"
@@ -393,10 +394,14 @@ Result<GenerationOutput> Generator::generate(const GenerationInputs& in, const S
     STANDIN_TRY(decode(out.latents, sink, s.vae_chunk));
     out.stats.decode_s = seconds_since(t1);
   }
-  spdlog::debug("generation: {} frames, {} windows x {} steps, {} UNet calls; reference {:.2f}s, conditions {:.2f}s, "
-                "denoise {:.2f}s, decode {:.2f}s",
-                out.stats.frames, out.stats.windows, out.stats.steps, out.stats.unet_calls, out.stats.reference_s,
-                out.stats.conditions_s, out.stats.denoise_s, out.stats.decode_s);
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "generation: %lld frames, %d windows x %d steps, %lld UNet calls; reference %.2fs, conditions %.2fs, "
+                "denoise %.2fs, decode %.2fs",
+                static_cast<long long>(out.stats.frames), out.stats.windows, out.stats.steps,
+                static_cast<long long>(out.stats.unet_calls), out.stats.reference_s, out.stats.conditions_s,
+                out.stats.denoise_s, out.stats.decode_s);
+  detail::log_debug(line);
   return out;
 }
 

@@ -1,5 +1,6 @@
 #include "standin/diffusion/scheduler.hpp"
 
+#include <climits>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -15,10 +16,23 @@ Result<SamplerKind> parse_sampler(const std::string& name) {
 
 const char* to_string(SamplerKind kind) { return kind == SamplerKind::ddim ? "ddim" : "dpmpp_2m"; }
 
+namespace {
+// json::get<int>() on a number outside int's range wraps (integers) or is undefined (floats).
+bool fits_int(const nlohmann::json& v) {
+  if (v.is_number_unsigned()) return v.get<uint64_t>() <= static_cast<uint64_t>(INT_MAX);
+  if (v.is_number_integer()) return v.get<int64_t>() >= INT_MIN && v.get<int64_t>() <= INT_MAX;
+  if (v.is_number_float()) return v.get<double>() >= INT_MIN && v.get<double>() <= INT_MAX;
+  return true;  // not a number: get<int>() throws type_error, reported below
+}
+}  // namespace
+
 Result<SchedulerConfig> SchedulerConfig::from_json(const nlohmann::json& j) {
   SchedulerConfig c;
   try {
     if (!j.is_object()) return Error::model("model.json: \"scheduler\" must be an object");
+    for (const char* key : {"num_train_timesteps", "steps_offset"})
+      if (j.contains(key) && !fits_int(j.at(key)))
+        return Error::model(std::string("model.json: scheduler.") + key + " is out of range");
     c.num_train_timesteps = j.value("num_train_timesteps", c.num_train_timesteps);
     c.beta_start = j.value("beta_start", c.beta_start);
     c.beta_end = j.value("beta_end", c.beta_end);

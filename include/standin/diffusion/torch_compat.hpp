@@ -128,11 +128,16 @@ inline void empty_device_cache() {
 #endif
 }
 
-// Peak bytes allocated on a CUDA device since start or the last reset; 0 without CUDA.
+// Peak bytes allocated on a CUDA device since start or the last reset; 0 without CUDA or
+// before the device was used.
 inline int64_t cuda_peak_allocated(int device_index) {
 #if STANDIN_TORCH_CUDA
-  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_index);
-  return stats.allocated_bytes[0].peak;
+  try {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device_index);
+    return stats.allocated_bytes[0].peak;
+  } catch (const std::exception&) {
+    return 0;
+  }
 #else
   (void)device_index;
   return 0;
