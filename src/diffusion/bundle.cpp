@@ -1,6 +1,8 @@
 #include "standin/diffusion/bundle.hpp"
 
+#include <climits>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
@@ -100,6 +102,7 @@ std::optional<int64_t> Dim::eval(const std::map<std::string, int64_t>& bindings)
     if (std::isdigit(static_cast<unsigned char>(ch))) {
       size_t j = i;
       while (j < expr.size() && std::isdigit(static_cast<unsigned char>(expr[j]))) ++j;
+      if (j - i > 18) return std::nullopt;  // beyond int64: malformed (std::stoll would throw)
       v = std::stoll(expr.substr(i, j - i));
       i = j;
     } else if (std::isalpha(static_cast<unsigned char>(ch)) || ch == '_') {
@@ -118,10 +121,12 @@ std::optional<int64_t> Dim::eval(const std::map<std::string, int64_t>& bindings)
     } else {
       if (!op) return std::nullopt;
       if (op == '/') {
-        if (v == 0) return std::nullopt;
+        if (v == 0 || (v == -1 && *acc == INT64_MIN)) return std::nullopt;
         acc = *acc / v;
       } else {
-        acc = *acc * v;
+        int64_t product = 0;
+        if (__builtin_mul_overflow(*acc, v, &product)) return std::nullopt;
+        acc = product;
       }
       op = 0;
     }
@@ -140,6 +145,18 @@ namespace {
 
 constexpr int kFormatVersion = 1;
 
+// Whether json::get<T>() represents the number exactly enough (true for non-numbers: get<T>()
+// throws type_error for those, reported as a wrong type).
+template <class T>
+bool fits(const json& v) {
+  constexpr double lo = static_cast<double>(std::numeric_limits<T>::min());
+  constexpr double hi = -lo;  // 2^31 or 2^63, exactly representable
+  if (v.is_number_unsigned()) return v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+  if (v.is_number_integer()) return static_cast<T>(v.get<int64_t>()) == v.get<int64_t>();
+  if (v.is_number_float()) return v.get<double>() >= lo && v.get<double>() < hi;
+  return true;
+}
+
 // Path-aware accessors: errors name the missing key as "geometry.width".
 struct Reader {
   std::string origin;
@@ -157,6 +174,16 @@ struct Reader {
   void req(const json& obj, const std::string& key, const std::string& path, T& out) {
     const json* v = get(obj, key, path);
     if (!v) return;
+    // get<int>() / get<int64_t>() on a number out of range wraps (integers) or is undefined (floats).
+    bool in_range = true;
+    if constexpr (std::is_same_v<T, int>) in_range = fits<int>(*v);
+    if constexpr (std::is_same_v<T, std::map<std::string, int64_t>>)
+      if (v->is_object())
+        for (const auto& item : v->items()) in_range = in_range && fits<int64_t>(item.value());
+    if (!in_range) {
+      error = Error::model(origin + ": key '" + path + "' is out of range (" + v->dump() + ")");
+      return;
+    }
     try {
       out = v->get<T>();
     } catch (const json::exception&) {
