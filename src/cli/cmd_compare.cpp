@@ -1,8 +1,8 @@
 #include <cstdio>
 
-#include <spdlog/spdlog.h>
 
 #include "commands.hpp"
+#include "standin/core/log.hpp"
 #include "standin/pipeline/compare.hpp"
 
 namespace standin::cli {
@@ -13,7 +13,7 @@ Status run_compare(const CommandLine& line, int& exit_code) {
   const std::string text = o.json ? pipeline::to_json(report) + "\n" : pipeline::to_text(report);
   std::fputs(text.c_str(), stdout);
   if (o.min_psnr && !(report.whole.psnr_db >= *o.min_psnr)) {
-    spdlog::error("PSNR {:.2f} dB is below --min-psnr {:.2f} dB", report.whole.psnr_db, *o.min_psnr);
+    log::error("PSNR {:.2f} dB is below --min-psnr {:.2f} dB", report.whole.psnr_db, *o.min_psnr);
     exit_code = 1;
   }
   return Status::success();

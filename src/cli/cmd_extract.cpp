@@ -7,9 +7,9 @@
 #include <set>
 
 #include <opencv2/imgproc.hpp>
-#include <spdlog/spdlog.h>
 
 #include "commands.hpp"
+#include "standin/core/log.hpp"
 #include "standin/core/output.hpp"
 #include "standin/core/progress.hpp"
 #include "standin/media/video.hpp"
@@ -129,7 +129,7 @@ Status run_extract(const CommandLine& line) {
   STANDIN_ASSIGN_OR_RETURN(auto mask_writer, media::VideoWriter::open(mask_out.temp_path(), info.width, info.height, wopt));
   STANDIN_ASSIGN_OR_RETURN(auto overlay_writer, media::VideoWriter::open(overlay_out.temp_path(), info.width, info.height, wopt));
 
-  spdlog::info("extract: {} ({}x{}, {} frames{}) -> {}", o.input, info.width, info.height, info.frame_count,
+  log::info("extract: {} ({}x{}, {} frames{}) -> {}", o.input, info.width, info.height, info.frame_count,
                info.frame_count_exact ? "" : " est.", o.output_dir);
   Progress progress("extract", info.frame_count > 0 ? info.frame_count : 0);
   const auto start = std::chrono::steady_clock::now();
@@ -177,13 +177,13 @@ Status run_extract(const CommandLine& line) {
   STANDIN_TRY(overlay_out.commit());
 
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  spdlog::info("extract: {} frames in {:.1f} s ({:.2f} frames/s; tracker alone {:.2f} frames/s), {} track(s)", frames, total_s,
+  log::info("extract: {} frames in {:.1f} s ({:.2f} frames/s; tracker alone {:.2f} frames/s), {} track(s)", frames, total_s,
                total_s > 0 ? frames / total_s : 0.0, tracker_s > 0 ? frames / tracker_s : 0.0, track_ids.size());
   if (frames_with_people == 0) {
-    spdlog::warn("extract: no person found in {} ({} frames): poses.json holds an empty track, the pose and mask videos are black",
+    log::warn("extract: no person found in {} ({} frames): poses.json holds an empty track, the pose and mask videos are black",
                  o.input, frames);
   } else if (!missing.empty()) {
-    spdlog::warn("extract: the target ({}) is missing in {} of {} frames: {}", person < 0 ? std::string("auto") : std::to_string(person),
+    log::warn("extract: the target ({}) is missing in {} of {} frames: {}", person < 0 ? std::string("auto") : std::to_string(person),
                  missing.size(), frames, ranges_text(missing));
   }
   return Status::success();

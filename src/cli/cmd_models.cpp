@@ -2,9 +2,9 @@
 #include <cstdio>
 #include <filesystem>
 
-#include <spdlog/spdlog.h>
 
 #include "commands.hpp"
+#include "standin/core/log.hpp"
 #include "standin/diffusion/bundle.hpp"
 #include "standin/pipeline/generate.hpp"
 
@@ -23,7 +23,7 @@ Status run_models(const CommandLine& line) {
       if (fs::exists(entry.path() / "model.json")) dirs.push_back(entry.path().string());
     std::sort(dirs.begin(), dirs.end());
     if (dirs.empty()) {
-      spdlog::warn("no bundles under '{}'; export one with scripts/export_bundle.py", parent.string());
+      log::warn("no bundles under '{}'; export one with scripts/export_bundle.py", parent.string());
       return Status::success();
     }
   }

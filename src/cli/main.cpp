@@ -2,7 +2,6 @@
 #include <cstdio>
 #include <exception>
 
-#include <spdlog/spdlog.h>
 
 #include "commands.hpp"
 #include "standin/core/log.hpp"
@@ -41,7 +40,7 @@ int main(int argc, char** argv) {
     status = Error::runtime(std::string("internal error: ") + e.what());
   }
   if (!status.ok()) {
-    spdlog::error("{}", status.error().message);
+    log::error("{}", status.error().message);
     return static_cast<int>(status.error().code);
   }
   return exit_code;

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
+#include <spdlog/spdlog.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
@@ -53,6 +54,15 @@ void configure(Format format, int verbosity, bool quiet) {
 }
 
 Format format() { return g_format; }
+
+void emit(Level level, const std::string& message) {
+  switch (level) {
+    case Level::debug: spdlog::debug("{}", message); break;
+    case Level::info: spdlog::info("{}", message); break;
+    case Level::warn: spdlog::warn("{}", message); break;
+    case Level::error: spdlog::error("{}", message); break;
+  }
+}
 
 void event(const std::string& name, const std::string& fields_json) {
   auto fields = nlohmann::json::parse(fields_json, nullptr, /*allow_exceptions=*/false);

@@ -1,3 +1,4 @@
+#include "standin/core/log.hpp"
 #include "standin/pipeline/batch.hpp"
 
 #include <fcntl.h>
@@ -10,7 +11,6 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "standin/core/output.hpp"
 #include "standin/media/video.hpp"
@@ -175,13 +175,13 @@ Result<BatchSummary> run_batch(const BatchOptions& options) {
       entry["status"] = "skipped";
       entry["reason"] = "output exists and is complete";
       ++summary.skipped;
-      spdlog::info("job {} (line {}): {} already complete, skipped", job.index, job.line, job.output);
+      log::info("job {} (line {}): {} already complete, skipped", job.index, job.line, job.output);
     } else {
       std::vector<std::string> argv = {options.executable};
       if (options.log_json) argv.push_back("--log-json");
       argv.push_back("-y");  // an incomplete output from an earlier attempt is replaced
       argv.insert(argv.end(), job.arguments.begin(), job.arguments.end());
-      spdlog::info("job {} (line {}): {} -> {}", job.index, job.line, job.command, job.output);
+      log::info("job {} (line {}): {} -> {}", job.index, job.line, job.command, job.output);
       const int code = run_child(argv, log_path);
       entry["exit_code"] = code;
       entry["status"] = code == 0 ? "done" : "failed";
@@ -189,7 +189,7 @@ Result<BatchSummary> run_batch(const BatchOptions& options) {
         ++summary.done;
       } else {
         ++summary.failed;
-        spdlog::error("job {} (line {}) failed with exit code {}; see {}", job.index, job.line, code, log_path);
+        log::error("job {} (line {}) failed with exit code {}; see {}", job.index, job.line, code, log_path);
       }
     }
     entry["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -197,7 +197,7 @@ Result<BatchSummary> run_batch(const BatchOptions& options) {
     status["summary"] = {{"done", summary.done}, {"skipped", summary.skipped}, {"failed", summary.failed}};
     STANDIN_TRY(write_status(status_path, status));
   }
-  spdlog::info("batch: {} done, {} skipped, {} failed; status in {}", summary.done, summary.skipped, summary.failed,
+  log::info("batch: {} done, {} skipped, {} failed; status in {}", summary.done, summary.skipped, summary.failed,
                status_path);
   return summary;
 }

@@ -6,6 +6,7 @@
 //      source and pose maps drawn from the stored skeletons;
 //   4. composite each decoded frame into a third decode of the source and encode it, with the
 //      source's timestamps and audio, into a temporary file renamed over the output at the end.
+#include "standin/core/log.hpp"
 #include "standin/pipeline/generate.hpp"
 
 #include <unistd.h>
@@ -18,7 +19,6 @@
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
-#include <spdlog/spdlog.h>
 
 #include "mask_store.hpp"
 #include "standin/compose/compositor.hpp"
@@ -221,7 +221,7 @@ Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::Perso
   if (decoded == 0) return Error::bad_input(req.input + ": no frame could be decoded; the file is damaged");
   if (decoded < static_cast<int64_t>(analysis.frames.size())) {
     // A truncated or damaged tail: render what decodes rather than nothing, and say so.
-    spdlog::warn("{}: only {} of {} frames could be decoded (truncated or damaged file); the output has {}", req.input,
+    log::warn("{}: only {} of {} frames could be decoded (truncated or damaged file); the output has {}", req.input,
                  decoded, analysis.frames.size(), decoded);
     analysis.frames.resize(static_cast<size_t>(decoded));
   }
@@ -456,7 +456,7 @@ Status run_generate(const GenerateRequest& req) {
     } else if (need_tracker) {
       return created.error().with_context("pose/mask tracker (or pass --poses and --mask)");
     } else {
-      spdlog::warn("vision models unusable ({}); using the whole reference image", created.error().message);
+      log::warn("vision models unusable ({}); using the whole reference image", created.error().message);
     }
   }
 
@@ -465,7 +465,7 @@ Status run_generate(const GenerateRequest& req) {
   const auto& info = analysis.info;
   if (analysis.frames_with_person == 0)
     return Error::bad_input(req.input + ": no person found in any frame; pass --mask/--poses or choose another video");
-  spdlog::info("{}: {} frames {}x{} at {:.3f} fps; person in {} frames", req.input, analysis.frames.size(), info.width,
+  log::info("{}: {} frames {}x{} at {:.3f} fps; person in {} frames", req.input, analysis.frames.size(), info.width,
                info.height, info.fps.value(), analysis.frames_with_person);
   // One framing for the whole clip, around everywhere the character goes.
   const compose::WorkGeometry geometry = compose::fit_box({info.width, info.height}, work, analysis.union_box);
@@ -490,7 +490,7 @@ Status run_generate(const GenerateRequest& req) {
       return Error::bad_input(req.object_mask + ": object mask must match the video's size and frame count");
     objects.emplace(std::move(r));
   } else if (!req.object_mask.empty()) {
-    spdlog::warn("{}: this bundle has no object guider; the object mask is ignored", req.object_mask);
+    log::warn("{}: this bundle has no object guider; the object mask is ignored", req.object_mask);
   }
   SceneConditions conditions(analysis, geometry, req.mode, std::move(scene_source), std::move(objects));
 
@@ -569,7 +569,7 @@ Status run_generate(const GenerateRequest& req) {
 
   const auto& stats = generated.stats;
   const double total_s = seconds_since(run_start);
-  spdlog::info("wrote {} ({} frames) in {:.1f} s", req.output, written, total_s);
+  log::info("wrote {} ({} frames) in {:.1f} s", req.output, written, total_s);
   if (!req.metrics.empty()) {
     nlohmann::json metrics = {
         {"input", req.input}, {"reference", req.reference}, {"output", req.output},

@@ -9,9 +9,9 @@
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
-#include <spdlog/spdlog.h>
 #include <torch/script.h>
 #include <torch/torch.h>
+#include "standin/core/log.hpp"
 
 namespace standin::vision::detail {
 
@@ -358,7 +358,7 @@ Result<std::unique_ptr<VisionModels>> VisionModels::load(const std::string& dir_
     return Error::model(dir + ": dry run of the vision models failed (" + what + ")");
   }
   impl->description = "blazepose " + variant + " (" + dir + ", " + impl->device.str() + ")";
-  spdlog::debug("vision: loaded {} (segmentation {}, heatmap {})", impl->description, impl->lm_seg >= 0, impl->lm_heatmap >= 0);
+  log::debug("vision: loaded {} (segmentation {}, heatmap {})", impl->description, impl->lm_seg >= 0, impl->lm_heatmap >= 0);
   return std::unique_ptr<VisionModels>(new VisionModels(std::move(impl)));
 }
 

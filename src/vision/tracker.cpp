@@ -7,7 +7,6 @@
 #include <cmath>
 
 #include <opencv2/imgproc.hpp>
-#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "models.hpp"

@@ -21,7 +21,7 @@ TEST(CommandLine, ReplaceWithDefaults) {
   EXPECT_EQ(out.command->generate.output, "out.mp4");
   EXPECT_EQ(out.command->generate.device, "cpu");
   EXPECT_EQ(out.command->generate.sampler, "ddim");
-  EXPECT_EQ(out.command->generate.crf, 18);
+  EXPECT_EQ(out.command->generate.crf, 12);
   EXPECT_FALSE(out.command->global.overwrite);
 }
 
