@@ -299,7 +299,17 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
     for (const auto& win : windows) count.slice(0, win.start, win.end()) += 1;
     const at::Tensor count5 = count.view({1, 1, T, 1, 1});
 
-    for (int i = 0; i < scheduler->num_steps(); ++i) {
+    int first_step = 0;
+    if (s.resume) {
+      if (s.resume->next_step > scheduler->num_steps() || !s.resume->latents.defined() ||
+          !s.resume->latents.sizes().equals(latents.sizes()))
+        return Error::runtime("cached state does not fit this run; delete the --cache folder");
+      first_step = s.resume->next_step;
+      latents = s.resume->latents.to(fdev);
+      scheduler->restore(s.resume->sampler_history, first_step);
+      if (progress) progress->advance(static_cast<int64_t>(first_step) * static_cast<int64_t>(windows.size()));
+    }
+    for (int i = first_step; i < scheduler->num_steps(); ++i) {
       const int64_t t = scheduler->timesteps()[i];
       const at::Tensor timestep = at::full({B}, t, at::TensorOptions().dtype(at::kLong).device(dev));
       at::Tensor acc = at::zeros_like(latents);
@@ -349,6 +359,7 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
       }
       const at::Tensor model_output = acc / count5;
       latents = scheduler->step(model_output, i, latents);
+      if (s.on_step) STANDIN_TRY(s.on_step(SamplingSettings::StepState{i + 1, latents, scheduler->history()}));
     }
     if (progress) progress->finish();
     compat::synchronize(dev);

@@ -197,6 +197,16 @@ DpmSolver2MScheduler::DpmSolver2MScheduler(const SchedulerConfig& config, std::v
   sigmas_.push_back(config.final_sigma == FinalSigma::zero ? 0.0f : std::sqrt((1.0f - ac[0]) / ac[0]));
 }
 
+std::vector<at::Tensor> DpmSolver2MScheduler::history() const {
+  if (!previous_x0_.defined()) return {};
+  return {previous_x0_};
+}
+
+void DpmSolver2MScheduler::restore(const std::vector<at::Tensor>& history, int steps_done) {
+  previous_x0_ = history.empty() ? at::Tensor() : history.front();
+  lower_order_nums_ = std::min(steps_done, 2);
+}
+
 void DpmSolver2MScheduler::reset() {
   previous_x0_ = at::Tensor();
   lower_order_nums_ = 0;

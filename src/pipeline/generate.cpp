@@ -21,6 +21,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "mask_store.hpp"
+#include "run_cache.hpp"
 #include "standin/compose/compositor.hpp"
 #include "standin/core/output.hpp"
 #include "standin/core/progress.hpp"
@@ -553,6 +554,35 @@ Status run_generate(const GenerateRequest& req) {
     return Status::success();
   };
 
+  // --cache: resume after the last finished denoising step of an identical earlier run.
+  std::optional<RunCache> cache;
+  if (!req.cache.empty()) {
+    const nlohmann::json key = {
+        {"mode", req.mode == Mode::replace ? "replace" : "animate"}, {"device", req.device},
+        {"dtype", std::string(c10::toString(bundle.dtype()))}, {"work", {work.width, work.height}},
+        {"steps", settings.steps}, {"cfg", settings.cfg}, {"window", settings.window},
+        {"overlap", settings.overlap}, {"sampler", sampler_name}, {"seed", settings.seed}, {"person", req.person},
+        {"frames", analysis.frames.size()}, {"version", 1}};
+    STANDIN_ASSIGN_OR_RETURN(auto c, RunCache::open(req.cache, key.dump(),
+                                                    {req.input, req.reference, req.mask, req.poses, req.object_mask,
+                                                     (fs::path(bundle_dir) / "model.json").string()}));
+    cache.emplace(std::move(c));
+    if (auto saved = cache->load()) {
+      log::info("resuming from {} after step {} of {}", cache->folder(), saved->next_step, settings.steps);
+      settings.resume = diffusion::SamplingSettings::StepState{saved->next_step, saved->latents, saved->sampler_state};
+    }
+    // Saving costs a copy of the latents: small ones after every step, large ones (long videos)
+    // at most every 20 s, and always after the last step.
+    auto last_save = Clock::now();
+    const int total_steps = settings.steps;
+    settings.on_step = [&cache, last_save, total_steps](const diffusion::SamplingSettings::StepState& state) mutable {
+      const bool small = state.latents.numel() * 4 < (int64_t{64} << 20);
+      if (!small && state.next_step < total_steps && seconds_since(last_save) < 20.0) return Status::success();
+      last_save = Clock::now();
+      return cache->save(CachedStep{state.next_step, state.latents, state.sampler_history});
+    };
+  }
+
   diffusion::Generator generator(bundle);
   diffusion::GenerationInputs inputs{reference.image, reference.clip, &conditions, {}};
   const auto gen_start = Clock::now();
@@ -562,6 +592,7 @@ Status run_generate(const GenerateRequest& req) {
     return Error::runtime("wrote " + std::to_string(written) + " of " + std::to_string(analysis.frames.size()) + " frames");
   STANDIN_TRY(writer.finish());
   STANDIN_TRY(output.commit());
+  if (cache) cache->clear();
   if (preview_writer) {
     STANDIN_TRY(preview_writer->finish());
     STANDIN_TRY(preview_output->commit());

@@ -22,6 +22,7 @@
 //   }));
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -69,6 +70,16 @@ struct SamplingSettings {
   int64_t pose_cache_bytes = int64_t(1) << 30;  // cache all pose features when they fit
   bool show_progress = true;
   CfgMode cfg_mode = CfgMode::split;  // only matters when cfg > 1
+
+  // Checkpointing (--cache): `resume` starts after resume->next_step steps from its latents and
+  // sampler history; `on_step` receives the state after every step (an error stops sampling).
+  struct StepState {
+    int next_step = 0;
+    at::Tensor latents;  // [1,4,T,h,w] float32
+    std::vector<at::Tensor> sampler_history;
+  };
+  std::optional<StepState> resume;
+  std::function<Status(const StepState&)> on_step;
 
   static SamplingSettings from_bundle(const BundleConfig& config);
   Status validate() const;  // Error::usage for out-of-range values

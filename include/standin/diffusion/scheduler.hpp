@@ -69,6 +69,10 @@ class Scheduler {
                           const at::Tensor& sample) = 0;
   // Forget multistep history (to sample again with the same schedule).
   virtual void reset() {}
+  // Multistep history, for resuming a run after `steps_done` steps (--cache). Single-step
+  // samplers have none.
+  virtual std::vector<at::Tensor> history() const { return {}; }
+  virtual void restore(const std::vector<at::Tensor>& history, int steps_done) {}
 
  protected:
   SchedulerConfig config_;
@@ -91,6 +95,8 @@ class DpmSolver2MScheduler final : public Scheduler {
   DpmSolver2MScheduler(const SchedulerConfig& config, std::vector<int64_t> timesteps);
   at::Tensor step(const at::Tensor& model_output, int step_index, const at::Tensor& sample) override;
   void reset() override;
+  std::vector<at::Tensor> history() const override;
+  void restore(const std::vector<at::Tensor>& history, int steps_done) override;
   const std::vector<float>& sigmas() const { return sigmas_; }
 
  private:
