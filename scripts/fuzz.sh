@@ -72,15 +72,24 @@ run_target() {
   local dict=()
   [[ -f $root/fuzz/dict/$t.dict ]] && dict=(-dict="$root/fuzz/dict/$t.dict")
   : > "$log"
+  rm -f "$run_dir/$t.rc"
   echo "exact command: nice -n $nice_level $build/fuzz/fuzz_$t -max_total_time=$seconds -max_len=$(max_len "$t")" \
        "-timeout=$(input_timeout "$t") -rss_limit_mb=4096 -print_final_stats=1 ${dict[*]}" \
        "-artifact_prefix=$crashes/ $work $root/fuzz/corpus/$t" >> "$log"
+  # Replay the fixed crashers under the sanitizers first (ctest's gcc replay has none).
+  if compgen -G "$root/fuzz/regressions/$t/*" > /dev/null; then
+    if ! "$build/fuzz/fuzz_$t" "$root/fuzz/regressions/$t"/* > "$run_dir/$t.regressions.log" 2>&1; then
+      echo "fuzz.sh: $t: a regression input fails again, see $run_dir/$t.regressions.log" >&2
+      echo 1 > "$run_dir/$t.rc"
+    fi
+  fi
   date +%s > "$run_dir/$t.start"
   nice -n "$nice_level" "$build/fuzz/fuzz_$t" \
     -max_total_time="$seconds" -max_len="$(max_len "$t")" -timeout="$(input_timeout "$t")" \
     -rss_limit_mb=4096 -print_final_stats=1 "${dict[@]}" \
     -artifact_prefix="$crashes/" "$work" "$root/fuzz/corpus/$t" >> "$log" 2>&1
-  echo $? > "$run_dir/$t.rc"
+  local rc=$?
+  [[ -f $run_dir/$t.rc && $(cat "$run_dir/$t.rc") != 0 ]] || echo $rc > "$run_dir/$t.rc"
   date +%s > "$run_dir/$t.end"
 }
 
