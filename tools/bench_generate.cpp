@@ -13,7 +13,7 @@
 // --metrics. --unet-bench N then times N evaluations of one window (the CFG pair) per variant:
 //   batched | split            the CFG mode (SamplingSettings::cfg_mode)
 //   +cudnn_benchmark           cuDNN autotuning of convolution algorithms
-//   +sdpa_cudnn                cuDNN attention first in SDPA's backend order (LibTorch >= 2.8)
+//   +sdpa_cudnn|_efficient|_flash  that SDPA backend first in the dispatch order (LibTorch >= 2.8)
 //   +channels_last             the UNet's 4-D weights in channels-last (irreversible: list it last)
 //   +jit                       TorchScript graph optimisation (profiling executor, fusers) on for
 //                              the UNet (LoadOptions::jit_optimize; off by default)
@@ -149,19 +149,26 @@ json device_json(const at::Device& d) {
 
 void set_cudnn_benchmark(bool on) { at::globalContext().setBenchmarkCuDNN(on); }
 
-bool set_sdpa_prefer_cudnn(bool on) {
+// Puts one SDPA backend first in the dispatcher's priority order ("" = the default order); SDPA
+// still falls back to the next backend when the preferred one cannot take an input.
+bool set_sdpa_prefer(const std::string& backend) {
 #if STANDIN_BENCH_SDPA_ORDER
   static const auto default_order = at::globalContext().sDPPriorityOrder();
   static const bool default_cudnn = at::globalContext().userEnabledCuDNNSDP();
+  at::SDPBackend first = at::SDPBackend::error;
+  if (backend == "cudnn") first = at::SDPBackend::cudnn_attention;
+  else if (backend == "flash") first = at::SDPBackend::flash_attention;
+  else if (backend == "efficient") first = at::SDPBackend::efficient_attention;
+  else if (!backend.empty()) return false;
   std::vector<int64_t> order;
-  if (on) order.push_back(static_cast<int64_t>(at::SDPBackend::cudnn_attention));
+  if (first != at::SDPBackend::error) order.push_back(static_cast<int64_t>(first));
   for (auto b : default_order)
-    if (!on || b != at::SDPBackend::cudnn_attention) order.push_back(static_cast<int64_t>(b));
+    if (b != first) order.push_back(static_cast<int64_t>(b));
   at::globalContext().setSDPPriorityOrder(order);
-  at::globalContext().setSDPUseCuDNN(on ? true : default_cudnn);
+  at::globalContext().setSDPUseCuDNN(first == at::SDPBackend::cudnn_attention ? true : default_cudnn);
   return true;
 #else
-  return !on;  // not available in this LibTorch
+  return backend.empty();  // not available in this LibTorch
 #endif
 }
 
@@ -246,7 +253,8 @@ json stats_json(const RunOut& r) {
 struct Variant {
   std::string name;
   CfgMode mode = CfgMode::split;
-  bool cudnn_benchmark = false, sdpa_cudnn = false, channels_last = false, jit = false;
+  bool cudnn_benchmark = false, channels_last = false, jit = false;
+  std::string sdpa;  // preferred SDPA backend, "" = default order
 };
 
 Result<Variant> parse_variant(const std::string& name) {
@@ -259,7 +267,7 @@ Result<Variant> parse_variant(const std::string& name) {
   else return Error::usage("variant '" + name + "': must start with batched or split");
   for (size_t i = 1; i < parts.size(); ++i) {
     if (parts[i] == "cudnn_benchmark") v.cudnn_benchmark = true;
-    else if (parts[i] == "sdpa_cudnn") v.sdpa_cudnn = true;
+    else if (parts[i].rfind("sdpa_", 0) == 0) v.sdpa = parts[i].substr(5);
     else if (parts[i] == "channels_last") v.channels_last = true;
     else if (parts[i] == "jit") v.jit = true;
     else return Error::usage("variant '" + name + "': unknown option '" + parts[i] + "'");
@@ -296,7 +304,7 @@ json unet_bench(const Bundle& bundle, const Generator& gen, const Conds& c, cons
     json row = {{"variant", v.name}, {"window", fw}, {"iters", iters}};
     try {
       set_cudnn_benchmark(v.cudnn_benchmark);
-      if (!set_sdpa_prefer_cudnn(v.sdpa_cudnn)) throw std::runtime_error("sdpa_cudnn needs LibTorch >= 2.8");
+      if (!set_sdpa_prefer(v.sdpa)) throw std::runtime_error("sdpa_" + v.sdpa + ": unknown, or LibTorch < 2.8");
       if (v.channels_last && !*channels_last_applied) {
         to_channels_last(bundle.denoising_unet());
         *channels_last_applied = true;
@@ -356,7 +364,7 @@ json unet_bench(const Bundle& bundle, const Generator& gen, const Conds& c, cons
     out.push_back(row);
   }
   set_cudnn_benchmark(false);
-  set_sdpa_prefer_cudnn(false);
+  set_sdpa_prefer("");
   ModuleAccess::set_jit(bundle.denoising_unet(), jit_default);
   return out;
 }

@@ -9,7 +9,8 @@
 #   4. `standin replace` end to end on a real clip (decode -> extract -> generate -> encode), stage times.
 # Logs and JSON go to $OUT (the device tool returns that folder); the last lines printed are the table.
 #
-# On the device machine (from the repository root; .gpu/ carried, see /work/shared/device/README.md):
+# On the device machine (from the repository root), after scripts/gpu/prepare_carry.sh here and
+# with .gpu carried (about 7 minutes on an H100, 4 of them before the first measurement):
 #   bash scripts/gpu/bench.sh
 # A CPU smoke test of the same script (tiny bundle, fp32, 12 frames, 2 steps; minutes):
 #   OUT=/tmp/bench-out BENCH_CONFIG=tiny BENCH_DEVICE=cpu BENCH_DTYPE=float32 BENCH_FRAMES=12 BENCH_STEPS=2 \
@@ -17,7 +18,7 @@
 #
 # Knobs (environment): BENCH_CONFIG sd15|tiny, BENCH_DEVICE, BENCH_DTYPE (float16), BENCH_FRAMES (48),
 # BENCH_STEPS (25), BENCH_WINDOW (24), BENCH_OVERLAP (4), BENCH_SIZE (512x768; empty = bundle's),
-# BENCH_MODES (split,batched), BENCH_UNET_ITERS (3), BENCH_VARIANTS, BENCH_REPLACE (1), BENCH_JIT (0|1),
+# BENCH_MODES (split; also batched), BENCH_UNET_ITERS (3), BENCH_VARIANTS (see tools/bench_generate.cpp), BENCH_REPLACE (1), BENCH_JIT (0|1),
 # BENCH_WORK (/tmp/standin-bench), BENCH_BUILD (build dir), BENCH_SKIP_BUILD, BENCH_JOBS.
 set -uo pipefail
 
@@ -36,9 +37,9 @@ STEPS="${BENCH_STEPS:-25}"
 WINDOW="${BENCH_WINDOW:-24}"
 OVERLAP="${BENCH_OVERLAP:-4}"
 SIZE="${BENCH_SIZE-512x768}"
-MODES="${BENCH_MODES:-split,batched}"
+MODES="${BENCH_MODES:-split}"
 UNET_ITERS="${BENCH_UNET_ITERS:-3}"
-VARIANTS="${BENCH_VARIANTS:-batched,split,split+cudnn_benchmark,split+sdpa_cudnn,split+jit,split+channels_last}"
+VARIANTS="${BENCH_VARIANTS:-batched,split,split+sdpa_cudnn,split+sdpa_efficient,split+jit}"
 REPLACE="${BENCH_REPLACE:-1}"
 JIT="${BENCH_JIT:-0}"
 WORK="${BENCH_WORK:-/tmp/standin-bench}"
@@ -88,8 +89,9 @@ if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
   fi
   [[ -n "$PREFIXES" ]] && CMAKE_ARGS+=(-DCMAKE_PREFIX_PATH="$PREFIXES")
   # CUDA LibTorch 2.x ships fmt headers (torch/include/fmt) that its -isystem path puts in front
-  # of the system fmt the system spdlog is built against: translation units using both Torch
-  # and spdlog then compile spdlog against the wrong fmt. Hide Torch's copy during the build.
+  # of the system fmt the system spdlog is built against. The sources keep spdlog out of Torch
+  # translation units (core's logging facade); hiding Torch's copy during the build is a second
+  # guard (BENCH_KEEP_TORCH_FMT=1 turns it off).
   TORCH_INC="$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "include"))' 2>/dev/null || true)"
   HIDDEN=""
   if [[ -n "$TORCH_INC" && -d "$TORCH_INC/fmt" && -d /usr/include/fmt && -z "${BENCH_KEEP_TORCH_FMT:-}" ]]; then
@@ -136,13 +138,22 @@ fi
 # ---------------------------------------------------------------- Python eager reference
 stamp "Python eager reference (+ peak matmul, FLOP count)"
 PEAK=(); [[ "$DEVICE" == cuda* ]] && PEAK=(--peak)
-timeout 420 "$PY" scripts/gpu/bench_reference.py run --bundle "$BUNDLE" --conds "$WORK/conds.pt" --device "$DEVICE" \
+timeout 420 "$PY" scripts/gpu/bench_reference.py run --bundle "$BUNDLE" --conds "$WORK/conds.pt" --device "$DEVICE" --profile \
   --dtype "$DTYPE" --no-verify --result "$WORK/py.pt" --metrics "$OUT/python.json" --flops "${PEAK[@]}" \
   || echo "python reference exit $?"
 
+# ---------------------------------------------------------------- comparison
+compare() {
+  stamp "comparison"
+  "$PY" scripts/gpu/bench_reference.py compare --python-metrics "$OUT/python.json" --python-result "$WORK/py.pt" \
+    --cpp-metrics "$OUT/cpp.json" --replace "$OUT/replace.json" --summary "$OUT/summary.md" --json "$OUT/summary.json"
+}
+compare > "$WORK/compare.log" 2>&1; RC=$?   # early, in case the replace below runs out of time
+echo "compare exit $RC (table at the end)"
+
 # ---------------------------------------------------------------- replace on a real clip
 if [[ "$REPLACE" == 1 && "$BUILD_OK" == 1 ]]; then
-  CLIP="${BENCH_CLIP:-.gpu/clip_audio.mp4}"; REF="${BENCH_REF:-.gpu/person.png}"
+  CLIP="${BENCH_CLIP:-.gpu/clip_audio.mp4}"; REF="${BENCH_REF:-.gpu/person.jpg}"  # the prefix FFmpeg reads JPEG stills, not PNG
   [[ -f "$CLIP" ]] || CLIP=data/clip_audio.mp4
   [[ -f "$REF" ]] || REF=data/person.png
   VIS="${STANDIN_VISION_MODELS:-.gpu/vision}"; [[ -d "$VIS" ]] || VIS=models/vision
@@ -154,10 +165,7 @@ if [[ "$REPLACE" == 1 && "$BUILD_OK" == 1 ]]; then
   ls -la "$WORK/replace.mp4" 2>/dev/null
 fi
 
-# ---------------------------------------------------------------- comparison
-stamp "comparison"
-"$PY" scripts/gpu/bench_reference.py compare --python-metrics "$OUT/python.json" --python-result "$WORK/py.pt" \
-  --cpp-metrics "$OUT/cpp.json" --replace "$OUT/replace.json" --summary "$OUT/summary.md" --json "$OUT/summary.json"
-RC=$?
+
+compare; RC=$?
 stamp "done (compare exit $RC)"
 exit $RC

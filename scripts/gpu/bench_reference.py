@@ -72,9 +72,10 @@ def measure_peak(dtype, n=8192, iters=20):
             "best_tflops": 2 * n ** 3 / times[0] / 1e12}
 
 
-# ----------------------------------------------------------------------------- flops
-def count_flops(bundle, conds, window):
-    from torch.utils.flop_counter import FlopCounterMode
+# ----------------------------------------------------------------------------- one window's UNet inputs
+def window_inputs(bundle, conds, window):
+    """Reference tokens, pose features and a random sample for the first window (FLOPs and kernel
+    times do not depend on the values)."""
     man = bundle.manifest
     dev, dt = bundle.device, bundle.dtype
     sf = float(man["latent"]["scaling_factor"])
@@ -88,8 +89,134 @@ def count_flops(bundle, conds, window):
         tokens = bundle["reference_net"](ref_latent, embed)
         pose = bundle["pose_guider"](conds["pose"][:fw].to(dev, dt)).permute(1, 0, 2, 3).unsqueeze(0)
         x = torch.randn(1, cin, fw, h, w, device=dev, dtype=dt)
-        unet = bundle["denoising_unet"]
+    unet = bundle["denoising_unet"]
+    t1 = torch.full((1,), 500, dtype=torch.long, device=dev)
+    one = torch.ones(1, device=dev)
 
+    def split_pair():
+        with torch.no_grad():
+            unet(x, t1, torch.zeros_like(embed), pose, [], one, [])
+            unet(x, t1, embed, pose, tokens, one, [])
+
+    return {"fw": fw, "h": h, "w": w, "ref_latent": ref_latent, "embed": embed, "tokens": tokens, "pose": pose,
+            "x": x, "split_pair": split_pair}
+
+
+# ----------------------------------------------------------------------------- profile
+CATEGORIES = [("attention", ("flash", "fmha", "attention", "sdpa", "cudnn_sdpa")),
+              ("conv", ("conv", "fprop", "dgrad", "implicit", "winograd", "xmma_fprop")),
+              ("gemm", ("gemm", "nvjet", "cublas", "cutlass", "xmma", "sm90_")),
+              ("norm", ("norm", "moments")),
+              ("softmax", ("softmax",)),
+              ("copy/cat/transpose", ("copy", "cat", "transpose", "permute", "contiguous")),
+              ("elementwise", ("elementwise", "vectorized", "unrolled", "reduce", "gelu", "silu"))]
+
+
+def category(name):
+    low = name.lower()
+    for cat, keys in CATEGORIES:
+        if any(k in low for k in keys):
+            return cat
+    return "other"
+
+
+def profile_split_pair(inp, top=25):
+    from torch.profiler import ProfilerActivity, profile
+    inp["split_pair"]()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        inp["split_pair"]()
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    rows = []
+    for e in prof.key_averages():
+        t = getattr(e, "self_device_time_total", None)
+        if t is None:
+            t = getattr(e, "self_cuda_time_total", 0)
+        if t and t > 0:
+            rows.append((e.key, t / 1e6, e.count))
+    rows.sort(key=lambda r: -r[1])
+    total = sum(r[1] for r in rows)
+    cats = {}
+    for name, t, n in rows:
+        c = category(name)
+        cats[c] = cats.get(c, 0.0) + t
+    return {"wall_s_profiled": wall, "kernel_s": total,
+            "categories": {k: {"s": v, "pct": 100 * v / total} for k, v in sorted(cats.items(), key=lambda kv: -kv[1])},
+            "top": [{"kernel": n[:160], "s": t, "calls": c, "pct": 100 * t / total, "category": category(n)}
+                    for n, t, c in rows[:top]]}
+
+
+def sdpa_backends(inp, heads=8):
+    """Top-level self-attention of the conditional call: queries [F, heads, h*w, C/heads], keys = own + reference
+    tokens; per SDPA backend: median time and TFLOP/s. Also the batched call's masked form."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    fw, n = inp["fw"], inp["h"] * inp["w"]
+    c = int(inp["tokens"][0].shape[-1])
+    d = c // heads
+    g = torch.Generator(device="cuda").manual_seed(0)
+    dt = inp["x"].dtype
+
+    def r(b, L):
+        return torch.randn(b, L, heads, d, device="cuda", dtype=dt, generator=g).transpose(1, 2)
+
+    cases = {"cond (keys = own + reference)": (fw, 2 * n, None),
+             "uncond (own keys)": (fw, n, None)}
+    bias = torch.zeros(2 * fw, 1, 1, 2 * n, device="cuda", dtype=dt)
+    bias[:fw, :, :, n:] = float("-inf")
+    cases["batched CFG, masked (B=2)"] = (2 * fw, 2 * n, bias)
+    out = {"head_dim": d, "queries": n, "cases": {}}
+    for label, (b, L, mask) in cases.items():
+        q, k, v = r(b, n), r(b, L), r(b, L)
+        flops = 4 * b * heads * n * L * d
+        res = {}
+        for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("efficient", SDPBackend.EFFICIENT_ATTENTION),
+                         ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+            try:
+                with sdpa_kernel([be]):
+                    for _ in range(2):
+                        F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                    torch.cuda.synchronize()
+                    ts = []
+                    for _ in range(5):
+                        s_, e_ = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                        s_.record()
+                        F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                        e_.record()
+                        e_.synchronize()
+                        ts.append(s_.elapsed_time(e_) / 1e3)
+                ts.sort()
+                res[name] = {"median_s": ts[2], "tflops": flops / ts[2] / 1e12}
+            except Exception as ex:  # backend not available for this input
+                res[name] = {"error": str(ex).splitlines()[0][:200]}
+        with torch.no_grad():  # what the default dispatch picks
+            try:
+                for _ in range(2):
+                    F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(5):
+                    F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                torch.cuda.synchronize()
+                tdef = (time.perf_counter() - t0) / 5
+                res["default"] = {"median_s": tdef, "tflops": flops / tdef / 1e12}
+            except Exception as ex:
+                res["default"] = {"error": str(ex).splitlines()[0][:200]}
+        out["cases"][label] = {"batch": b, "keys": L, "flops": flops, "backends": res}
+        del q, k, v
+    return out
+
+
+# ----------------------------------------------------------------------------- flops
+def count_flops(bundle, conds, window):
+    from torch.utils.flop_counter import FlopCounterMode
+    inp = window_inputs(bundle, conds, window)
+    dev = bundle.device
+    unet = bundle["denoising_unet"]
+    x, pose, embed, tokens = inp["x"], inp["pose"], inp["embed"], inp["tokens"]
+    with torch.no_grad():
         def flops(fn):
             with FlopCounterMode(display=False) as fc:
                 fn()
@@ -103,9 +230,9 @@ def count_flops(bundle, conds, window):
         cond = flops(lambda: unet(x, t1, embed, pose, tokens, one, []))
         uncond = flops(lambda: unet(x, t1, torch.zeros_like(embed), pose, [], one, []))
         # the reference pass (once per clip), for completeness
-        refnet = flops(lambda: bundle["reference_net"](ref_latent, embed))
-    return {"window": fw, "latent": [h, w], "batched_per_window": batched, "split_per_window": cond + uncond,
-            "split_cond": cond, "split_uncond": uncond, "reference_net": refnet,
+        refnet = flops(lambda: bundle["reference_net"](inp["ref_latent"], embed))
+    return {"window": inp["fw"], "latent": [inp["h"], inp["w"]], "batched_per_window": batched,
+            "split_per_window": cond + uncond, "split_cond": cond, "split_uncond": uncond, "reference_net": refnet,
             "counter": "torch.utils.flop_counter.FlopCounterMode (mm/bmm/conv/SDPA; norms, elementwise not counted)"}
 
 
@@ -182,12 +309,41 @@ def cmd_run(a) -> int:
     if a.result:
         torch.save(result, a.result)
     save()
+    del result
+    if a.profile and torch.device(a.device).type == "cuda":
+        inp = window_inputs(bundle, conds, window)
+        try:
+            metrics["profile_split_pair"] = prof = profile_split_pair(inp)
+            print(f"profile of one split CFG pair: kernels {prof['kernel_s']:.3f} s (wall {prof['wall_s_profiled']:.3f} s)")
+            for k, v in prof["categories"].items():
+                print(f"  {k:20s} {v['s']:.4f} s  {v['pct']:5.1f} %")
+            for r in prof["top"][:15]:
+                print(f"  {r['pct']:5.1f} % {r['s']:.4f} s x{r['calls']:4d} [{r['category']}] {r['kernel'][:110]}")
+        except Exception as ex:
+            metrics["profile_error"] = str(ex)[:300]
+            print("profile failed:", ex)
+        save()
+        try:
+            metrics["sdpa_backends"] = sb = sdpa_backends(inp)
+            print(f"SDPA at the top level (head dim {sb['head_dim']}, {sb['queries']} queries):")
+            for label, cs in sb["cases"].items():
+                parts = []
+                for be, r in cs["backends"].items():
+                    parts.append(f"{be} " + (f"{r['median_s'] * 1e3:.1f} ms {r['tflops']:.0f} TF/s" if "median_s" in r
+                                             else "n/a"))
+                print(f"  {label} (B={cs['batch']}, keys {cs['keys']}): " + "; ".join(parts))
+        except Exception as ex:
+            metrics["sdpa_error"] = str(ex)[:300]
+            print("sdpa bench failed:", ex)
+        save()
     return 0
 
 
 # ----------------------------------------------------------------------------- compare
 def _load(path):
-    obj = torch.load(path, map_location="cpu")
+    # our own files; LibTorch's pickles need weights_only=False (torch >= 2.6 defaults to True)
+    kw = {"weights_only": False} if "weights_only" in torch.load.__code__.co_varnames else {}
+    obj = torch.load(path, map_location="cpu", **kw)
     return {str(k): v for k, v in obj.items()}
 
 
@@ -308,6 +464,35 @@ def cmd_compare(a) -> int:
                          f"{_fmt(100 * rate / peak if rate and peak else None, 1)} | "
                          f"{_fmt(r.get('memory', {}).get('peak_allocated_gib'), 2)} |")
 
+    prof = py.get("profile_split_pair")
+    if prof:
+        lines.append("")
+        lines.append(f"Kernel time of one split CFG pair (eager PyTorch, the same kernels the C++ side launches): "
+                     f"{prof['kernel_s']:.3f} s of kernels in {prof['wall_s_profiled']:.3f} s (profiler on)")
+        lines.append("")
+        lines.append("| category | s | % |")
+        lines.append("|---|---|---|")
+        for k, v in prof["categories"].items():
+            lines.append(f"| {k} | {v['s']:.4f} | {v['pct']:.1f} |")
+        lines.append("")
+        lines.append("| top kernels | category | calls | s | % |")
+        lines.append("|---|---|---|---|---|")
+        for r in prof["top"][:12]:
+            lines.append(f"| `{r['kernel'][:90]}` | {r['category']} | {r['calls']} | {r['s']:.4f} | {r['pct']:.1f} |")
+    sb = py.get("sdpa_backends")
+    if sb:
+        lines.append("")
+        lines.append(f"SDPA at the top level (head dim {sb['head_dim']}, {sb['queries']} queries per frame), per backend:")
+        lines.append("")
+        lines.append("| case | flash | efficient | cudnn | default dispatch |")
+        lines.append("|---|---|---|---|---|")
+        for label, cs in sb["cases"].items():
+            cells = []
+            for be in ("flash", "efficient", "cudnn", "default"):
+                r = cs["backends"].get(be, {})
+                cells.append(f"{r['median_s'] * 1e3:.1f} ms, {r['tflops']:.0f} TF/s" if "median_s" in r else "n/a")
+            lines.append(f"| {label} (B={cs['batch']}, keys {cs['keys']}) | " + " | ".join(cells) + " |")
+
     if rep:
         s = rep.get("seconds", {})
         lines.append("")
@@ -377,6 +562,7 @@ def main(argv=None) -> int:
     r.add_argument("--metrics")
     r.add_argument("--flops", action="store_true")
     r.add_argument("--peak", action="store_true")
+    r.add_argument("--profile", action="store_true", help="kernel profile of one split CFG pair + SDPA backends")
     r.add_argument("--no-generate", action="store_true", help="only --peak / --flops")
     r.add_argument("--no-verify", action="store_true")
     m = sub.add_parser("compare")
