@@ -51,6 +51,13 @@ expect 3 "also an input" "" -- replace -i "$clip" -r "$ref" -o "$clip" --bundle 
 ffmpeg -v error -y -f lavfi -i "color=black:s=320x240:r=10:d=3" -c:v libx264 -pix_fmt yuv420p "$work/small_mask.mp4"
 expect 3 "mask is 320x240" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$bundle" --mask "$work/small_mask.mp4"
 
+printf '{"frames": [{"frame": 0, "people": [{"body": "nope"}]}]}' >"$work/bad_poses.json"
+expect 3 "bad_poses.json: frames\[0\]" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$bundle" --poses "$work/bad_poses.json" --mask "$work/mask.mp4"
+echo '{"width": 320, "height": 240, "frames": []}' >"$work/small_poses.json"
+expect 3 "poses are for 320x240" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$bundle" --poses "$work/small_poses.json" --mask "$work/mask.mp4"
+ffmpeg -v error -y -f lavfi -i "color=black:s=768x576:r=10:d=1" -c:v libx264 -pix_fmt yuv420p "$work/short_mask.mp4"
+expect 3 "mask has 10 frames but the video has 30" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$bundle" --mask "$work/short_mask.mp4"
+
 # Bad bundles -> 4, naming the module
 cp -r "$bundle" "$work/b_missing" && rm "$work/b_missing/pose_guider.pt"
 expect 4 "pose_guider" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$work/b_missing" --mask "$work/mask.mp4"
@@ -68,6 +75,9 @@ expect 4 "pose_guider" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle
 printf '{"format": "standin-bundle", "format_version": 99}' >"$work/b_version.json"
 mkdir -p "$work/b_version" && cp "$work/b_version.json" "$work/b_version/model.json"
 expect 4 "format_version" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$work/b_version" --mask "$work/mask.mp4"
+
+mkdir -p "$work/b_json" && printf '{"format": "standin-bundle", ' >"$work/b_json/model.json"
+expect 4 "model.json" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$work/b_json" --mask "$work/mask.mp4"
 
 # The real job.
 "$standin" replace -i "$clip" "${common[@]}" --metrics "$work/metrics.json" 2>"$work/log" || { fail "replace failed: $(cat "$work/log")"; }
@@ -88,4 +98,46 @@ PY
 else
   fail "no output written"
 fi
+# Kill and resume (--cache) gives the same file as an uninterrupted run with the same seed.
+echo '{"width": 768, "height": 576, "frames": []}' >"$work/no_poses.json"
+fast=(-i "$clip" -r "$ref" --bundle "$bundle" --mask "$work/mask.mp4" --poses "$work/no_poses.json" --steps 6 --seed 5 -y)
+"$standin" replace "${fast[@]}" -o "$work/straight.mp4" 2>/dev/null || fail "uninterrupted render failed"
+"$standin" replace "${fast[@]}" -o "$work/resumed.mp4" --cache "$work/cache" 2>/dev/null &
+pid=$!
+for _ in $(seq 1 600); do
+  sleep 0.2
+  compgen -G "$work/cache/*/state.pt" >/dev/null && break
+done
+kill -TERM $pid
+wait $pid
+code=$?
+[[ $code -eq 130 ]] || fail "interrupted render exited $code, want 130"
+[[ -e $work/resumed.mp4 ]] && fail "interrupted render left an output"
+compgen -G "$work/cache/*/state.pt" >/dev/null || fail "no cached state after the interruption"
+"$standin" replace "${fast[@]}" -o "$work/resumed.mp4" --cache "$work/cache" 2>"$work/resume.log" || fail "resume failed"
+grep -q "resuming from" "$work/resume.log" || fail "the second run did not resume: $(cat "$work/resume.log")"
+cmp -s "$work/straight.mp4" "$work/resumed.mp4" && echo "ok: resumed render is bit-identical" ||
+  fail "resumed render differs from the uninterrupted one"
+
+# compare gates a render: identical passes, the source against the render fails the threshold.
+"$standin" compare "$work/straight.mp4" "$work/resumed.mp4" --min-psnr 60 >/dev/null 2>&1 || fail "compare rejected identical renders"
+"$standin" compare "$clip" "$work/straight.mp4" --min-psnr 40 >/dev/null 2>&1
+[[ $? -eq 1 ]] && echo "ok: compare gates a drifted render" || fail "compare did not exit 1 below --min-psnr"
+
+# Batch: a good and a bad job; the batch goes on, records both, exits 5; a rerun skips the done one.
+cat >"$work/jobs.jsonl" <<JOBS
+{"input": "$clip", "reference": "$ref", "output": "$work/job0.mp4", "bundle": "$bundle", "mask": "$work/mask.mp4", "poses": "$work/no_poses.json", "steps": 1}
+{"input": "$data/empty.mp4", "reference": "$ref", "output": "$work/job1.mp4", "bundle": "$bundle"}
+JOBS
+"$standin" batch "$work/jobs.jsonl" 2>/dev/null
+[[ $? -eq 5 ]] || fail "batch with a failed job should exit 5"
+/usr/bin/python3 - "$work/jobs.status.json" <<'PY' || fail "batch status wrong: $(cat "$work/jobs.status.json")"
+import json, sys
+jobs = json.load(open(sys.argv[1]))["jobs"]
+assert [j["status"] for j in jobs] == ["done", "failed"], jobs
+assert jobs[1]["exit_code"] == 3, jobs
+PY
+"$standin" batch "$work/jobs.jsonl" 2>/dev/null
+grep -q '"skipped"' "$work/jobs.status.json" && echo "ok: batch skips finished jobs" || fail "batch rerun did not skip the finished job"
+
 exit $((failures > 0))
