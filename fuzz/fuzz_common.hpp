@@ -1,6 +1,8 @@
 #pragma once
 // Shared by the fuzz targets (libFuzzer under clang) and their replay binaries (gcc, ctest).
-// Only what both need: silence logging, check documented invariants, a per-process temp path.
+// Only what both need: check documented invariants, a per-process temp path. No spdlog and no
+// Torch here (CUDA LibTorch bundles its own fmt); targets without Torch silence logging with
+// fuzz_quiet.hpp.
 #include <unistd.h>
 
 #include <cstdint>
@@ -8,8 +10,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
-
-#include <spdlog/spdlog.h>
 
 #include "standin/core/error.hpp"
 
@@ -24,14 +24,6 @@ namespace standin::fuzz {
   do {                           \
     if (!(cond)) ::standin::fuzz::fail(#cond, __FILE__, __LINE__); \
   } while (0)
-
-inline void quiet() {
-  static const bool once = [] {
-    spdlog::set_level(spdlog::level::off);
-    return true;
-  }();
-  (void)once;
-}
 
 // Errors must carry the documented exit code and a message.
 inline void check_error(const Error& error, ExitCode expected) {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "fuzz_common.hpp"
+#include "fuzz_quiet.hpp"
 #include "standin/media/image.hpp"
 #include "standin/media/video.hpp"
 

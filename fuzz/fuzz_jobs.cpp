@@ -4,6 +4,7 @@
 #include <string>
 
 #include "fuzz_common.hpp"
+#include "fuzz_quiet.hpp"
 #include "standin/pipeline/batch.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

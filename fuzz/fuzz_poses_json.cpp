@@ -6,6 +6,7 @@
 #include <string>
 
 #include "fuzz_common.hpp"
+#include "fuzz_quiet.hpp"
 #include "standin/vision/pose.hpp"
 
 namespace {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "fuzz_common.hpp"
+#include "fuzz_quiet.hpp"
 #include "standin/media/video.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
