@@ -93,6 +93,8 @@ Status run_extract(const CommandLine& line) {
 
   vision::TrackerOptions topt;
   topt.target_track = person;
+  topt.landmark_model = o.landmark_model;
+  topt.max_people = o.max_people;
   topt.fps = info.fps.valid() ? info.fps.value() : 30.0;
   STANDIN_ASSIGN_OR_RETURN(auto tracker, vision::PersonTracker::create(o.vision_models, o.device, topt));
 

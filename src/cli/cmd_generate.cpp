@@ -39,6 +39,8 @@ Status run_generate(const CommandLine& line) {
       return Error::usage("--person must be 'auto' or a track id (0, 1, ...), got '" + o.person + "'");
     }
   }
+  req.landmark_model = o.landmark_model;
+  req.max_people = o.max_people;
   req.crf = o.crf;
   req.preview = o.preview;
   req.metrics = o.metrics;

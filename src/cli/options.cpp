@@ -33,6 +33,12 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
   cmd.add_option("--poses", o.poses, "poses.json (from `standin extract`) instead of the built-in pose tracker");
   cmd.add_option("--object-mask", o.object_mask, "Mask video of objects the character interacts with");
   cmd.add_option("--person", o.person, "Which person to replace: auto | track id")->capture_default_str();
+  cmd.add_option("--landmark-model", o.landmark_model, "Pose model: lite (fastest) | full | heavy (most accurate)")
+      ->check(CLI::IsMember({"lite", "full", "heavy"}))
+      ->capture_default_str();
+  cmd.add_option("--max-people", o.max_people, "People tracked at once (fewer is faster)")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
   cmd.add_option("--crf", o.crf, "x264 quality (lower = better)")->check(CLI::Range(0, 51))->capture_default_str();
   cmd.add_option("--preview", o.preview, "Also write a side-by-side preview video here");
   cmd.add_option("--metrics", o.metrics, "Write stage timings and settings as JSON here");
@@ -70,6 +76,12 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   extract->add_option("--person", line.extract.person, "auto | track id")->capture_default_str();
   extract->add_option("--vision-models", line.extract.vision_models, "Converted MediaPipe models (default: models/vision)");
   extract->add_option("--device", line.extract.device, "cpu | cuda | cuda:N")->capture_default_str();
+  extract->add_option("--landmark-model", line.extract.landmark_model, "lite | full | heavy")
+      ->check(CLI::IsMember({"lite", "full", "heavy"}))
+      ->capture_default_str();
+  extract->add_option("--max-people", line.extract.max_people, "People tracked at once (fewer is faster)")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
 
   auto* models = app.add_subcommand("models", "List or verify model bundles");
   models->add_option("bundles", line.models.bundles, "Bundle directories (default: the known locations)");

@@ -35,6 +35,8 @@ struct GenerateOptions {
   std::string poses;        // --poses FILE.json
   std::string object_mask;  // --object-mask VIDEO
   std::string person = "auto";
+  std::string landmark_model = "full";  // lite | full | heavy
+  int max_people = 4;
   int crf = 12;  // the whole frame is re-encoded: 12 keeps the background >= 45 dB PSNR (vtest: ~48)
   std::string preview;
   std::string metrics;
@@ -47,6 +49,8 @@ struct ExtractOptions {
   std::string person = "auto";
   std::string vision_models;  // empty = default lookup
   std::string device = "cpu";
+  std::string landmark_model = "full";  // lite | full | heavy
+  int max_people = 4;
 };
 
 struct CompareOptions {

@@ -451,6 +451,12 @@ Status run_generate(const GenerateRequest& req) {
   if (need_tracker || fs::exists(vision_dir)) {
     vision::TrackerOptions options;
     options.target_track = req.person;
+    options.landmark_model = req.landmark_model;
+    options.max_people = req.max_people;
+    if (!req.input.empty()) {  // the landmark smoothing filter works in seconds
+      STANDIN_ASSIGN_OR_RETURN(auto probe, open_video(req.input));
+      if (probe.info().fps.valid()) options.fps = probe.info().fps.value();
+    }
     auto created = vision::PersonTracker::create(vision_dir, req.device, options);
     if (created.ok()) {
       tracker.emplace(std::move(created).value());

@@ -34,6 +34,8 @@ struct GenerateRequest {
   std::string poses;        // poses.json
   std::string object_mask;  // object mask video
   int person = -1;          // -1 = auto
+  std::string landmark_model = "full";
+  int max_people = 4;
   int crf = 12;  // the whole frame is re-encoded: 12 keeps the background >= 45 dB PSNR (vtest: ~48)
   std::string preview;
   std::string metrics;
