@@ -41,6 +41,7 @@ Status run_generate(const CommandLine& line) {
   }
   req.landmark_model = o.landmark_model;
   req.max_people = o.max_people;
+  req.vision_models = o.vision_models;
   req.crf = o.crf;
   req.preview = o.preview;
   req.metrics = o.metrics;

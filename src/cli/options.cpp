@@ -36,6 +36,8 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
   cmd.add_option("--landmark-model", o.landmark_model, "Pose model: lite (fastest) | full | heavy (most accurate)")
       ->check(CLI::IsMember({"lite", "full", "heavy"}))
       ->capture_default_str();
+  cmd.add_option("--vision-models", o.vision_models,
+                 "Converted MediaPipe models (default: $STANDIN_VISION_MODELS, then models/vision)");
   cmd.add_option("--max-people", o.max_people, "People tracked at once (fewer is faster)")
       ->check(CLI::Range(1, 16))
       ->capture_default_str();

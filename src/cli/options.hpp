@@ -37,6 +37,7 @@ struct GenerateOptions {
   std::string person = "auto";
   std::string landmark_model = "full";  // lite | full | heavy
   int max_people = 4;
+  std::string vision_models;  // empty = default lookup
   int crf = 12;  // the whole frame is re-encoded: 12 keeps the background >= 45 dB PSNR (vtest: ~48)
   std::string preview;
   std::string metrics;

@@ -467,7 +467,11 @@ Status run_generate(const GenerateRequest& req) {
     }
   }
 
-  // 1. Analysis.
+  // 1. Reference first: a bad reference fails before the long video pass.
+  const auto ref_start = Clock::now();
+  STANDIN_ASSIGN_OR_RETURN(auto reference, prepare_reference(req, reference_image, work, config.clip_size, tracker));
+  const double reference_prep_s = seconds_since(ref_start);
+  // 2. Analysis.
   STANDIN_ASSIGN_OR_RETURN(auto analysis, analyze(req, tracker));
   const auto& info = analysis.info;
   if (analysis.frames_with_person == 0)
@@ -479,10 +483,6 @@ Status run_generate(const GenerateRequest& req) {
   STANDIN_TRY(geometry.validate());
   const compose::Compositor compositor(geometry, compose::FeatherOptions::for_source(geometry.source));
 
-  // 2. Reference.
-  const auto ref_start = Clock::now();
-  STANDIN_ASSIGN_OR_RETURN(auto reference, prepare_reference(req, reference_image, work, config.clip_size, tracker));
-  const double reference_prep_s = seconds_since(ref_start);
   tracker.reset();  // free the vision models before the diffusion work
 
   // 3 + 4. Generation streaming into the compositor and the encoder.

@@ -58,6 +58,13 @@ expect 3 "poses are for 320x240" "$out" -- replace -i "$clip" -r "$ref" -o "$out
 ffmpeg -v error -y -f lavfi -i "color=black:s=768x576:r=10:d=1" -c:v libx264 -pix_fmt yuv420p "$work/short_mask.mp4"
 expect 3 "mask has 10 frames but the video has 30" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$bundle" --mask "$work/short_mask.mp4"
 
+head -c 3000 "$clip" >"$work/cut.mp4"
+expect 3 "no frame could be decoded" "$out" -- replace -i "$work/cut.mp4" -r "$ref" -o "$out" --bundle "$bundle"
+ffmpeg -v error -y -f lavfi -i "color=0x3a7a2a:s=300x400" -frames:v 1 "$work/grass.png"
+if [[ -f $source_dir/models/vision/vision.json ]]; then
+  expect 3 "no person found in the reference" "$out" -- replace -i "$clip" -r "$work/grass.png" -o "$out" --bundle "$bundle" --mask "$work/mask.mp4" --vision-models "$source_dir/models/vision"
+fi
+
 # Bad bundles -> 4, naming the module
 cp -r "$bundle" "$work/b_missing" && rm "$work/b_missing/pose_guider.pt"
 expect 4 "pose_guider" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$work/b_missing" --mask "$work/mask.mp4"
