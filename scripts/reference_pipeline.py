@@ -296,7 +296,9 @@ def synthetic_conds(manifest: Dict, frames: int, seed: int = 0, height: Optional
 
 
 def load_conds(path: str) -> Dict[str, torch.Tensor]:
-    obj = torch.load(path, map_location="cpu")
+    # torch >= 2.6 loads weights only by default, which refuses LibTorch's pickle_save dicts.
+    kw = {"weights_only": False} if "weights_only" in torch.load.__code__.co_varnames else {}
+    obj = torch.load(path, map_location="cpu", **kw)
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
     return {str(k): v for k, v in obj.items()}
