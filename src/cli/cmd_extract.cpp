@@ -21,17 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Result<int> parse_person(const std::string& text) {
-  if (text.empty() || text == "auto") return -1;
-  try {
-    size_t used = 0;
-    const long v = std::stol(text, &used);
-    if (used == text.size() && v >= 0 && v < 1000000) return static_cast<int>(v);
-  } catch (const std::exception&) {
-  }
-  return Error::usage("--person " + text + ": expected auto or a track id (0, 1, ...)");
-}
-
 // Source dimmed where there is no mask, the target's mask tinted, every skeleton drawn,
 // track ids written next to the boxes (the target's box in white).
 cv::Mat make_overlay(const cv::Mat& rgb, const vision::FrameAnalysis& fa) {

@@ -1,5 +1,3 @@
-#include <stdexcept>
-
 #include "commands.hpp"
 #include "standin/pipeline/generate.hpp"
 
@@ -30,15 +28,7 @@ Status run_generate(const CommandLine& line) {
   req.mask = o.mask;
   req.poses = o.poses;
   req.object_mask = o.object_mask;
-  if (o.person != "auto") {
-    try {
-      size_t used = 0;
-      req.person = std::stoi(o.person, &used);
-      if (used != o.person.size() || req.person < 0) throw std::invalid_argument("negative");
-    } catch (const std::exception&) {
-      return Error::usage("--person must be 'auto' or a track id (0, 1, ...), got '" + o.person + "'");
-    }
-  }
+  STANDIN_ASSIGN_OR_RETURN(req.person, parse_person(o.person));
   req.landmark_model = o.landmark_model;
   req.max_people = o.max_people;
   req.vision_models = o.vision_models;

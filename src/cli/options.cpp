@@ -168,6 +168,17 @@ Result<std::pair<int, int>> parse_size(const std::string& text) {
   return std::make_pair(w, h);
 }
 
+Result<int> parse_person(const std::string& text) {
+  if (text.empty() || text == "auto") return -1;
+  try {
+    size_t used = 0;
+    const long v = std::stol(text, &used);
+    if (used == text.size() && v >= 0 && v < 1000000) return static_cast<int>(v);
+  } catch (const std::exception&) {
+  }
+  return Error::usage("--person " + text + ": expected auto or a track id (0, 1, ...)");
+}
+
 Result<std::pair<int, int>> parse_shard(const std::string& text) {
   const auto slash = text.find('/');
   auto bad = [&] { return Error::usage("--shard must look like I/N with 0 <= I < N, got '" + text + "'"); };

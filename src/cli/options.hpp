@@ -97,6 +97,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv);
 
 // "512x768" -> {512, 768}; both positive multiples of 8 up to 8192.
 Result<std::pair<int, int>> parse_size(const std::string& text);
+// --person: "auto" (or empty) -> -1, else a non-negative track id.
+Result<int> parse_person(const std::string& text);
 // "2/8" -> {2, 8} with 0 <= I < N.
 Result<std::pair<int, int>> parse_shard(const std::string& text);
 

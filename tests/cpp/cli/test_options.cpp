@@ -92,3 +92,20 @@ TEST(ParseShard, AcceptsAndRejects) {
 
 }  // namespace
 }  // namespace standin::cli
+
+namespace standin::cli {
+namespace {
+
+TEST(ParsePerson, AutoOrTrackId) {
+  EXPECT_EQ(parse_person("auto").value(), -1);
+  EXPECT_EQ(parse_person("").value(), -1);
+  EXPECT_EQ(parse_person("3").value(), 3);
+  for (const char* bad : {"x", "-1", "2a", "1.5"}) {
+    auto r = parse_person(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, ExitCode::usage);
+  }
+}
+
+}  // namespace
+}  // namespace standin::cli
