@@ -10,7 +10,7 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
-#include "log_bridge.hpp"
+#include "standin/core/log.hpp"
 #include "standin/diffusion/sha256.hpp"
 #include "standin/diffusion/torch_compat.hpp"
 
@@ -566,7 +566,7 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
     compat::InferenceGuard guard;
     STANDIN_TRY(b.dry_run(options));
   }
-  detail::log_debug("loaded bundle '" + b.config_.name + "' from " + dir + " on " + b.device_.str() + " as " +
+  log::emit(log::Level::debug, "loaded bundle '" + b.config_.name + "' from " + dir + " on " + b.device_.str() + " as " +
                     c10::toString(b.dtype_));
   return b;
 }

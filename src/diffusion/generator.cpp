@@ -7,7 +7,7 @@
 
 #include <torch/torch.h>
 
-#include "log_bridge.hpp"
+#include "standin/core/log.hpp"
 #include "standin/core/output.hpp"
 #include "standin/core/progress.hpp"
 #include "standin/diffusion/torch_compat.hpp"
@@ -412,7 +412,7 @@ Result<GenerationOutput> Generator::generate(const GenerationInputs& in, const S
                 static_cast<long long>(out.stats.frames), out.stats.windows, out.stats.steps,
                 static_cast<long long>(out.stats.unet_calls), out.stats.reference_s, out.stats.conditions_s,
                 out.stats.denoise_s, out.stats.decode_s);
-  detail::log_debug(line);
+  log::emit(log::Level::debug, line);
   return out;
 }
 

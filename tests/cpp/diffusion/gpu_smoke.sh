@@ -12,7 +12,7 @@ ABI=$("$PY" -c "import torch;print(int(torch._C._GLIBCXX_USE_CXX11_ABI))")
 INC="-I$TI/include -I$TI/include/torch/csrc/api/include -I/usr/local/cuda/include"
 CXX="g++ -std=c++17 -O2 -Wall -Wextra -Wno-unused-parameter -Iinclude -D_GLIBCXX_USE_CXX11_ABI=$ABI"
 # Without Torch include paths (Torch 2.x bundles its own fmt, which clashes with spdlog's).
-for f in src/core/log.cpp src/core/progress.cpp src/core/output.cpp src/diffusion/log_bridge.cpp; do
+for f in src/core/log.cpp src/core/progress.cpp src/core/output.cpp; do
   $CXX -c "$f" -o "$B/$(basename "$f").o" &
 done
 for f in src/diffusion/bundle.cpp src/diffusion/generator.cpp src/diffusion/scheduler.cpp src/diffusion/sha256.cpp \
