@@ -126,6 +126,14 @@ grep -q "resuming from" "$work/resume.log" || fail "the second run did not resum
 cmp -s "$work/straight.mp4" "$work/resumed.mp4" && echo "ok: resumed render is bit-identical" ||
   fail "resumed render differs from the uninterrupted one"
 
+# A single-frame video is a valid (one-window) job.
+ffmpeg -v error -y -i "$clip" -frames:v 1 -an -c:v libx264 -pix_fmt yuv420p "$work/one.mp4"
+ffmpeg -v error -y -i "$work/mask.mp4" -frames:v 1 -c:v libx264 -pix_fmt yuv420p "$work/one_mask.mp4"
+"$standin" replace -i "$work/one.mp4" -r "$ref" -o "$work/one_out.mp4" --bundle "$bundle" --mask "$work/one_mask.mp4" \
+  --poses "$work/no_poses.json" --steps 1 2>/dev/null || fail "single-frame video failed"
+[[ $(ffprobe -v error -select_streams v:0 -count_frames -show_entries stream=nb_read_frames -of csv=p=0 "$work/one_out.mp4" 2>/dev/null) == 1 ]] &&
+  echo "ok: single-frame video" || fail "single-frame output does not have one frame"
+
 # compare gates a render: identical passes, the source against the render fails the threshold.
 "$standin" compare "$work/straight.mp4" "$work/resumed.mp4" --min-psnr 60 >/dev/null 2>&1 || fail "compare rejected identical renders"
 "$standin" compare "$clip" "$work/straight.mp4" --min-psnr 40 >/dev/null 2>&1
