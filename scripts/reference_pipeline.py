@@ -22,7 +22,6 @@ Library:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from standin_model.export import sha256_file  # noqa: E402
 from standin_model.scheduler import SAMPLER_IDS, make_scheduler  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -42,13 +42,6 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 class BundleError(RuntimeError):
     pass
 
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Bundle:
@@ -77,7 +70,7 @@ class Bundle:
             file = os.path.join(path, spec["file"])
             if not os.path.exists(file):
                 raise BundleError(f"{path}: module {name}: missing file {spec['file']}")
-            if verify and _sha256(file) != spec["sha256"]:
+            if verify and sha256_file(file) != spec["sha256"]:
                 raise BundleError(f"{path}: module {name}: sha256 mismatch")
             scripted[name] = torch.jit.load(file, map_location="cpu" if eager else self.device)
         if eager:

@@ -23,7 +23,7 @@ reference keys' logits, so that element attends to its own tokens only (equal to
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -206,6 +206,20 @@ class NoObjectBlend(nn.Module):
 
 
 # ----------------------------------------------------------------------------- UNet blocks
+
+def _attention_and_motion_layers(channels: int, cfg: UNetConfig, layers: int, has_attn: bool,
+                                 motion: bool) -> Tuple[nn.ModuleList, nn.ModuleList]:
+    """One spatial transformer and one temporal module per resnet of a block (placeholders where off)."""
+    L, g = layers, cfg.norm_num_groups
+    attentions = nn.ModuleList([
+        Transformer2DModel(channels, cfg.num_heads, cfg.cross_attention_dim, g) if has_attn else NoAttention()
+        for _ in range(L)])
+    motion_modules = nn.ModuleList([
+        VanillaTemporalModule(channels, cfg.motion_num_heads, cfg.motion_num_transformer_blocks, g,
+                              cfg.motion_max_len) if motion else NoMotion()
+        for _ in range(L)])
+    return attentions, motion_modules
+
 class DownBlock(nn.Module):
     def __init__(self, cin: int, cout: int, temb: int, cfg: UNetConfig, has_attn: bool, add_downsample: bool,
                  motion: bool):
@@ -214,13 +228,7 @@ class DownBlock(nn.Module):
         g = cfg.norm_num_groups
         self.resnets = nn.ModuleList([ResnetBlock2D(cin if i == 0 else cout, cout, temb, g, cfg.norm_eps)
                                       for i in range(L)])
-        self.attentions = nn.ModuleList([
-            Transformer2DModel(cout, cfg.num_heads, cfg.cross_attention_dim, g) if has_attn else NoAttention()
-            for _ in range(L)])
-        self.motion_modules = nn.ModuleList([
-            VanillaTemporalModule(cout, cfg.motion_num_heads, cfg.motion_num_transformer_blocks, g,
-                                  cfg.motion_max_len) if motion else NoMotion()
-            for _ in range(L)])
+        self.attentions, self.motion_modules = _attention_and_motion_layers(cout, cfg, L, has_attn, motion)
         self.downsamplers = nn.ModuleList([Downsample2D(cout)]) if add_downsample else None
 
     def forward(self, x: Tensor, temb: Tensor, context: Tensor, refs: List[Tensor], ref_bias: Optional[Tensor],
@@ -268,13 +276,7 @@ class UpBlock(nn.Module):
             res_in = prev if i == 0 else cout
             res.append(ResnetBlock2D(res_in + skip_ch, cout, temb, g, cfg.norm_eps))
         self.resnets = nn.ModuleList(res)
-        self.attentions = nn.ModuleList([
-            Transformer2DModel(cout, cfg.num_heads, cfg.cross_attention_dim, g) if has_attn else NoAttention()
-            for _ in range(L)])
-        self.motion_modules = nn.ModuleList([
-            VanillaTemporalModule(cout, cfg.motion_num_heads, cfg.motion_num_transformer_blocks, g,
-                                  cfg.motion_max_len) if motion else NoMotion()
-            for _ in range(L)])
+        self.attentions, self.motion_modules = _attention_and_motion_layers(cout, cfg, L, has_attn, motion)
         self.upsamplers = nn.ModuleList([Upsample2D(cout)]) if add_upsample else None
 
     def forward(self, x: Tensor, skips: List[Tensor], temb: Tensor, context: Tensor, refs: List[Tensor],
