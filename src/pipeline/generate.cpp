@@ -126,7 +126,23 @@ Result<Analysis> analyze_poses_only(const GenerateRequest& req) {
   return analysis;
 }
 
-Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::PersonTracker>& tracker) {
+// Opens a per-frame mask video that must match the source's size and frame count.
+Result<media::VideoReader> open_matching_mask(const std::string& path, const media::VideoInfo& info) {
+  STANDIN_ASSIGN_OR_RETURN(auto m, open_video(path, /*scan=*/true));
+  if (m.info().width != info.width || m.info().height != info.height)
+    return Error::bad_input(path + ": mask is " + std::to_string(m.info().width) + "x" +
+                            std::to_string(m.info().height) + " but the video is " + std::to_string(info.width) + "x" +
+                            std::to_string(info.height));
+  if (m.info().frame_count != info.frame_count)
+    return Error::bad_input(path + ": mask has " + std::to_string(m.info().frame_count) + " frames but the video has " +
+                            std::to_string(info.frame_count));
+  return m;
+}
+
+// join_objects: object regions (--object-mask) become part of the region to redraw, where the
+// character is in view, so the object guider can re-draw what the character holds or touches.
+Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::PersonTracker>& tracker,
+                         bool join_objects) {
   if (req.input.empty()) return analyze_poses_only(req);
   const auto start = Clock::now();
   STANDIN_ASSIGN_OR_RETURN(auto reader, open_video(req.input, /*scan=*/true));
@@ -135,17 +151,14 @@ Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::Perso
   const auto& info = analysis.info;
   if (info.frame_count <= 0) return Error::bad_input(req.input + ": no video frames");
 
-  std::optional<media::VideoReader> mask_reader;
+  std::optional<media::VideoReader> mask_reader, object_reader;
   if (!req.mask.empty()) {
-    STANDIN_ASSIGN_OR_RETURN(auto m, open_video(req.mask, /*scan=*/true));
-    if (m.info().width != info.width || m.info().height != info.height)
-      return Error::bad_input(req.mask + ": mask is " + std::to_string(m.info().width) + "x" +
-                              std::to_string(m.info().height) + " but the video is " + std::to_string(info.width) +
-                              "x" + std::to_string(info.height));
-    if (m.info().frame_count != info.frame_count)
-      return Error::bad_input(req.mask + ": mask has " + std::to_string(m.info().frame_count) +
-                              " frames but the video has " + std::to_string(info.frame_count));
+    STANDIN_ASSIGN_OR_RETURN(auto m, open_matching_mask(req.mask, info));
     mask_reader.emplace(std::move(m));
+  }
+  if (join_objects && !req.object_mask.empty()) {
+    STANDIN_ASSIGN_OR_RETURN(auto m, open_matching_mask(req.object_mask, info));
+    object_reader.emplace(std::move(m));
   }
   std::optional<vision::PoseTrack> poses;
   if (!req.poses.empty()) {
@@ -208,8 +221,17 @@ Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::Perso
       character = cv::Mat::zeros(frame.rgb.size(), CV_8U);
       cv::rectangle(character, track.box & cv::Rect(0, 0, frame.rgb.cols, frame.rgb.rows), cv::Scalar(255), cv::FILLED);
     }
+    cv::Mat objects;
+    if (object_reader) {
+      STANDIN_ASSIGN_OR_RETURN(auto m, next_frame(*object_reader, i));
+      objects = gray_of(m.rgb) > 127;
+    }
     if (!character.empty() && cv::countNonZero(character > 127) > 0) {
-      const cv::Mat agnostic = vision::shape_agnostic_mask_inference(character > 127, {}, kAgnosticDilatePx);
+      cv::Mat agnostic = vision::shape_agnostic_mask_inference(character > 127, {}, kAgnosticDilatePx);
+      if (!objects.empty()) {
+        cv::dilate(objects, objects, cv::getStructuringElement(cv::MORPH_ELLIPSE, {2 * kAgnosticDilatePx + 1, 2 * kAgnosticDilatePx + 1}));
+        agnostic |= objects;
+      }
       track.agnostic = RleMask::encode(agnostic);
       const cv::Rect box = vision::mask_bounding_box(agnostic);
       analysis.union_box = analysis.union_box.area() > 0 ? (analysis.union_box | cv::Rect2d(box)) : cv::Rect2d(box);
@@ -472,7 +494,7 @@ Status run_generate(const GenerateRequest& req) {
   STANDIN_ASSIGN_OR_RETURN(auto reference, prepare_reference(req, reference_image, work, config.clip_size, tracker));
   const double reference_prep_s = seconds_since(ref_start);
   // 2. Analysis.
-  STANDIN_ASSIGN_OR_RETURN(auto analysis, analyze(req, tracker));
+  STANDIN_ASSIGN_OR_RETURN(auto analysis, analyze(req, tracker, bundle.object_guider() != nullptr));
   const auto& info = analysis.info;
   if (analysis.frames_with_person == 0)
     return Error::bad_input(req.input + ": no person found in any frame; pass --mask/--poses or choose another video");
@@ -492,9 +514,7 @@ Status run_generate(const GenerateRequest& req) {
     scene_source.emplace(std::move(r));
   }
   if (!req.object_mask.empty() && bundle.object_guider()) {
-    STANDIN_ASSIGN_OR_RETURN(auto r, open_video(req.object_mask, /*scan=*/true));
-    if (r.info().frame_count != info.frame_count || r.info().width != info.width || r.info().height != info.height)
-      return Error::bad_input(req.object_mask + ": object mask must match the video's size and frame count");
+    STANDIN_ASSIGN_OR_RETURN(auto r, open_matching_mask(req.object_mask, info));
     objects.emplace(std::move(r));
   } else if (!req.object_mask.empty()) {
     log::warn("{}: this bundle has no object guider; the object mask is ignored", req.object_mask);

@@ -57,6 +57,7 @@ echo '{"width": 320, "height": 240, "frames": []}' >"$work/small_poses.json"
 expect 3 "poses are for 320x240" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$bundle" --poses "$work/small_poses.json" --mask "$work/mask.mp4"
 ffmpeg -v error -y -f lavfi -i "color=black:s=768x576:r=10:d=1" -c:v libx264 -pix_fmt yuv420p "$work/short_mask.mp4"
 expect 3 "mask has 10 frames but the video has 30" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$bundle" --mask "$work/short_mask.mp4"
+expect 3 "short_mask.mp4: mask has 10 frames" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$bundle" --mask "$work/mask.mp4" --object-mask "$work/short_mask.mp4"
 
 head -c 3000 "$clip" >"$work/cut.mp4"
 expect 3 "no frame could be decoded" "$out" -- replace -i "$work/cut.mp4" -r "$ref" -o "$out" --bundle "$bundle"
