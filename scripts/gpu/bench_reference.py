@@ -341,10 +341,7 @@ def cmd_run(a) -> int:
 
 # ----------------------------------------------------------------------------- compare
 def _load(path):
-    # our own files; LibTorch's pickles need weights_only=False (torch >= 2.6 defaults to True)
-    kw = {"weights_only": False} if "weights_only" in torch.load.__code__.co_varnames else {}
-    obj = torch.load(path, map_location="cpu", **kw)
-    return {str(k): v for k, v in obj.items()}
+    return RP.load_conds(path)  # a dict of tensors, also when LibTorch wrote it
 
 
 def agreement(ref, other):
