@@ -39,7 +39,9 @@ Status run_models(const CommandLine& line) {
                 config->name.c_str(), config->dtype.c_str(), config->width, config->height, config->defaults.steps,
                 config->defaults.cfg, config->defaults.window, config->defaults.overlap, config->modules.size());
     if (o.verify) {
-      auto bundle = diffusion::Bundle::load(dir, diffusion::DeviceSpec{o.device});
+      diffusion::LoadOptions load_options;
+      load_options.remember_verified = false;  // --verify always hashes every file again
+      auto bundle = diffusion::Bundle::load(dir, diffusion::DeviceSpec{o.device}, std::nullopt, load_options);
       std::printf("%-28s %s\n", "", bundle.ok() ? "verified: checksums and contract dry run pass"
                                                  : ("FAILED: " + bundle.error().message).c_str());
       if (!bundle.ok() && first_failure.ok()) first_failure = bundle.error();

@@ -1,6 +1,7 @@
 #include "standin/diffusion/bundle.hpp"
 
 #include <climits>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <fstream>
@@ -502,6 +503,29 @@ std::string match_list(const TensorSpec& spec, const std::vector<at::Tensor>& ts
 namespace {
 
 // Error for a module: names the module and its file.
+// Stamp files that record "this exact file already matched this sha256" (see LoadOptions).
+fs::path verified_stamp(const fs::path& file, const std::string& expected_sha) {
+  const char* base = std::getenv("STANDIN_CACHE_DIR");
+  fs::path dir;
+  if (base && *base) {
+    dir = base;
+  } else if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) {
+    dir = fs::path(xdg) / "standin";
+  } else if (const char* home = std::getenv("HOME"); home && *home) {
+    dir = fs::path(home) / ".cache" / "standin";
+  } else {
+    return {};
+  }
+  std::error_code ec;
+  const auto canonical = fs::canonical(file, ec);
+  const auto size = fs::file_size(file, ec);
+  const auto mtime = fs::last_write_time(file, ec);
+  if (ec) return {};
+  const std::string identity = canonical.string() + "\n" + std::to_string(size) + "\n" +
+                               std::to_string(mtime.time_since_epoch().count()) + "\n" + expected_sha;
+  return dir / "verified" / sha256_hex(identity);
+}
+
 Error module_error(const ModuleSpec& m, const std::string& dir, const std::string& what) {
   return Error::model("bundle module '" + m.name + "' (" + (fs::path(dir) / m.file).string() + "): " + what);
 }
@@ -525,13 +549,21 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
     const fs::path path = fs::path(dir) / m.file;
     if (!fs::is_regular_file(path)) return module_error(m, dir, "file is missing; re-export the bundle");
     if (options.verify_checksums) {
-      auto digest = sha256_file(path.string());
-      if (!digest.ok()) return module_error(m, dir, digest.error().message);
       std::string want = m.sha256;
       for (auto& ch : want) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (digest.value() != want)
-        return module_error(m, dir, "sha256 mismatch (file " + digest.value() + ", model.json " + m.sha256 +
-                                        "); the file is corrupt or was replaced — re-export or re-download the bundle");
+      const fs::path stamp = options.remember_verified ? verified_stamp(path, want) : fs::path();
+      std::error_code ec;
+      if (stamp.empty() || !fs::exists(stamp, ec)) {
+        auto digest = sha256_file(path.string());
+        if (!digest.ok()) return module_error(m, dir, digest.error().message);
+        if (digest.value() != want)
+          return module_error(m, dir, "sha256 mismatch (file " + digest.value() + ", model.json " + m.sha256 +
+                                          "); the file is corrupt or was replaced — re-export or re-download the bundle");
+        if (!stamp.empty()) {  // best effort: an unwritable cache only costs the next start a hash
+          fs::create_directories(stamp.parent_path(), ec);
+          std::ofstream(stamp) << path.string() << "\n";
+        }
+      }
     }
     try {
       auto mod = std::make_shared<torch::jit::Module>(torch::jit::load(path.string(), b.device_));

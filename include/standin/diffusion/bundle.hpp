@@ -207,6 +207,11 @@ class DenoisingUnet : public ModuleBase {
 
 struct LoadOptions {
   bool verify_checksums = true;  // sha256 of every module file (≈ 1 s per GB)
+  // Remember files that passed (path, size, mtime, expected sha256) under the user's cache
+  // ($STANDIN_CACHE_DIR, else $XDG_CACHE_HOME/standin, else ~/.cache/standin) so a bundle is
+  // hashed once, not at every start (4.8 GB for sd15). Any change to a file's size or mtime
+  // makes it hashed again.
+  bool remember_verified = true;
   bool dry_run = true;           // run each module once on minimal inputs (model.json "dry_run" sizes)
   // TorchScript graph optimisation (profiling executor + fusers). Off by default: no slow
   // warm-up calls per new shape; the modules' heavy ops (conv, matmul, attention) are the same.

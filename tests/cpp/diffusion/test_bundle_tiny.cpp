@@ -82,6 +82,25 @@ TEST_F(TinyBundle, CorruptFileFailsSha256) {
   expect_model_error(Bundle::load(dir, DeviceSpec{"cpu"}), "vae_decoder", "sha256 mismatch");
 }
 
+TEST_F(TinyBundle, RememberedVerificationStillCatchesLaterCorruption) {
+  const fs::path cache = fs::path(STANDIN_BINARY_DIR) / "verified_cache_test";
+  fs::remove_all(cache);
+  setenv("STANDIN_CACHE_DIR", cache.c_str(), 1);
+  const auto dir = copy("remembered");
+  ASSERT_TRUE(Bundle::load(dir, DeviceSpec{"cpu"}).ok());
+  // One stamp per module file once they passed.
+  const auto stamps = std::distance(fs::directory_iterator(cache / "verified"), fs::directory_iterator());
+  EXPECT_EQ(stamps, static_cast<long>(read_json(dir)["modules"].size()));
+  ASSERT_TRUE(Bundle::load(dir, DeviceSpec{"cpu"}).ok());  // served from the stamps
+  {
+    std::fstream f(dir + "/vae_decoder.pt", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(1000);
+    f.put('\x5a');  // same size: only the modification time tells
+  }
+  expect_model_error(Bundle::load(dir, DeviceSpec{"cpu"}), "vae_decoder", "sha256 mismatch");
+  unsetenv("STANDIN_CACHE_DIR");
+}
+
 TEST_F(TinyBundle, CorruptFileWithMatchingShaFailsToLoad) {
   const auto dir = copy("garbage");
   { std::ofstream(dir + "/image_encoder.pt", std::ios::binary) << "this is not a TorchScript archive"; }
