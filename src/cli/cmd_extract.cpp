@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "standin/core/log.hpp"
+#include "standin/pipeline/generate.hpp"
 #include "standin/core/output.hpp"
 #include "standin/core/progress.hpp"
 #include "standin/media/video.hpp"
@@ -85,7 +86,9 @@ Status run_extract(const CommandLine& line) {
   topt.landmark_model = o.landmark_model;
   topt.max_people = o.max_people;
   topt.fps = info.fps.valid() ? info.fps.value() : 30.0;
-  STANDIN_ASSIGN_OR_RETURN(auto tracker, vision::PersonTracker::create(o.vision_models, o.device, topt));
+  STANDIN_ASSIGN_OR_RETURN(auto tracker, vision::PersonTracker::create(
+                                                o.vision_models.empty() ? pipeline::default_vision_dir() : o.vision_models,
+                                                o.device, topt));
 
   // The folder is made only once input and models are known to be good.
   std::error_code ec;

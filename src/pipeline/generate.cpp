@@ -398,8 +398,7 @@ cv::Mat overlay_of(const cv::Mat& source, const FrameTrack& track) {
   return overlay;
 }
 
-Status write_metrics(const std::string& path, const nlohmann::json& metrics, bool overwrite) {
-  STANDIN_TRY(check_output_path(path, overwrite));
+Status write_metrics(const std::string& path, const nlohmann::json& metrics) {
   AtomicOutput out(path);
   {
     std::ofstream file(out.temp_path());
@@ -436,6 +435,9 @@ Status run_generate(const GenerateRequest& req) {
   STANDIN_TRY(check_output_path(req.output, req.overwrite, {req.input, req.reference, req.mask, req.poses, req.object_mask}));
   if (!req.preview.empty())
     STANDIN_TRY(check_output_path(req.preview, req.overwrite, {req.input, req.reference, req.output}));
+  // Checked now, not after the render: a bad metrics path must not cost a whole run.
+  if (!req.metrics.empty())
+    STANDIN_TRY(check_output_path(req.metrics, req.overwrite, {req.input, req.reference, req.output}));
   STANDIN_ASSIGN_OR_RETURN(const cv::Mat reference_image, media::read_image(req.reference));
 
   // Bundle.
@@ -644,7 +646,7 @@ Status run_generate(const GenerateRequest& req) {
         {"windows", stats.windows}, {"unet_calls", stats.unet_calls},
         {"seconds_per_frame", total_s / std::max<int64_t>(1, written)},
     };
-    STANDIN_TRY(write_metrics(req.metrics, metrics, req.overwrite));
+    STANDIN_TRY(write_metrics(req.metrics, metrics));
   }
   return Status::success();
 }

@@ -48,6 +48,7 @@ printf 'not an image' >"$work/ref.png"
 expect 3 "ref.png" "$out" -- replace -i "$clip" -r "$work/ref.png" -o "$out" --bundle "$bundle" --mask "$work/mask.mp4" --steps 2
 expect 3 "does not exist" "" -- replace -i "$clip" -r "$ref" -o "$work/nope/out.mp4" --bundle "$bundle"
 expect 3 "also an input" "" -- replace -i "$clip" -r "$ref" -o "$clip" --bundle "$bundle" -y
+expect 3 "nope.*does not exist" "$out" -- replace -i "$clip" "${common[@]}" --metrics "$work/nope/metrics.json"
 ffmpeg -v error -y -f lavfi -i "color=black:s=320x240:r=10:d=3" -c:v libx264 -pix_fmt yuv420p "$work/small_mask.mp4"
 expect 3 "mask is 320x240" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$bundle" --mask "$work/small_mask.mp4"
 
