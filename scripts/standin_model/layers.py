@@ -17,6 +17,21 @@ from torch import Tensor, nn
 
 HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
 
+
+def math_attention(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """softmax(q·kᵀ/√d + bias)·v without SDPA (the path of bundles scripted under torch < 2).
+
+    q and k are each multiplied by d^-1/4 *before* the product, so q·kᵀ is never formed at √d
+    times its final size: in fp16 the unscaled scores of the VAE's single 512-wide head are ~22×
+    the scaled ones and overflow where the scaled ones (what upstream computes) do not.
+    """
+    scale = 1.0 / math.sqrt(math.sqrt(float(q.shape[-1])))
+    scores = torch.matmul(q * scale, (k * scale).transpose(-1, -2))
+    if bias is not None:
+        scores = scores + bias
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
 if HAS_SDPA:
     def attention(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         """q [B,H,Nq,d], k/v [B,H,Nk,d], additive bias broadcastable to [B,H,Nq,Nk]."""
@@ -24,20 +39,7 @@ if HAS_SDPA:
 else:
     def attention(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         """q [B,H,Nq,d], k/v [B,H,Nk,d], additive bias broadcastable to [B,H,Nq,Nk]."""
-        scale = 1.0 / math.sqrt(float(q.shape[-1]))
-        scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-        if bias is not None:
-            scores = scores + bias
-        return torch.matmul(torch.softmax(scores, dim=-1), v)
-
-
-def math_attention(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor] = None) -> Tensor:
-    """Reference implementation (used by tests to check ``attention``)."""
-    scale = 1.0 / math.sqrt(float(q.shape[-1]))
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-    if bias is not None:
-        scores = scores + bias
-    return torch.matmul(torch.softmax(scores, dim=-1), v)
+        return math_attention(q, k, v, bias)
 
 
 class Attention(nn.Module):
@@ -158,10 +160,14 @@ class Upsample2D(nn.Module):
 
 
 def timestep_embedding(timesteps: Tensor, dim: int) -> Tensor:
-    """diffusers ``get_timestep_embedding`` (flip_sin_to_cos=True, downscale_freq_shift=0), float32."""
+    """diffusers ``get_timestep_embedding`` (flip_sin_to_cos=True, downscale_freq_shift=0, scale 1,
+    max_period 10000) in float32 and in diffusers' order of operations, which rounds differently
+    from folding -ln(10000)/half into one constant (up to 3e-5 apart at t = 999, width 320):
+    exponent = (-ln(10000) · k) / half, frequency = exp(exponent), [cos(t·f), sin(t·f)]."""
     half = dim // 2
-    exponent = torch.arange(half, dtype=torch.float32, device=timesteps.device) * (-math.log(10000.0) / half)
-    emb = timesteps.to(torch.float32)[:, None] * torch.exp(exponent)[None, :]
+    exponent = -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=timesteps.device)
+    exponent = exponent / half
+    emb = timesteps[:, None].to(torch.float32) * torch.exp(exponent)[None, :]
     return torch.cat([torch.cos(emb), torch.sin(emb)], dim=-1)
 
 
