@@ -5,6 +5,7 @@ Sources (file names as published):
     denoising_unet.pth   UNet2DConditionModel / UNet3DConditionModel keys  -> denoising_unet.*
     reference_unet.pth   UNet2DConditionModel keys                          -> reference_unet.*
     motion_module.pth    ``*.motion_modules.N.temporal_transformer.*`` keys -> denoising_unet.*
+                         (a key also in denoising_unet.pth takes that file's value, as upstream)
     pose_guider.pth      PoseGuider keys (conv_in, blocks.N, conv_out)      -> pose_guider.*
   sd-vae-ft-mse/diffusion_pytorch_model.{safetensors,bin}   diffusers AutoencoderKL -> vae.*
       (old attention names query/key/value/proj_attn are renamed to to_q/to_k/to_v/to_out.0)
@@ -170,6 +171,7 @@ class ImportReport:
     parts: Dict[str, PartReport] = field(default_factory=dict)
     files: Dict[str, str] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    layout: Optional[str] = None   # "moore-aa" | "musepose" | None (detect_layout)
 
     @property
     def ok(self) -> bool:
@@ -223,10 +225,34 @@ def _shapes(sd: Dict) -> Dict[str, Shape]:
 
 
 def merge_unet_sources(unet_sd: Optional[Dict], motion_sd: Optional[Dict]) -> Dict:
-    merged = dict(unet_sd or {})
-    for k, v in (motion_sd or {}).items():
-        merged[k] = v  # motion_module.pth wins for motion keys
+    """One denoising-UNet state dict from denoising_unet.pth and motion_module.pth.
+
+    Upstream (Moore-AA and MusePose ``UNet3DConditionModel.from_pretrained_2d``) puts the motion
+    module's weights into the model first and then loads denoising_unet.pth over them, so for a
+    key that both files hold denoising_unet.pth wins; so here.
+    """
+    merged = dict(motion_sd or {})
+    merged.update(unet_sd or {})
     return merged
+
+
+def shared_unet_keys(unet_sd: Optional[Dict], motion_sd: Optional[Dict]) -> List[str]:
+    """Keys that both denoising_unet.pth and motion_module.pth hold (denoising_unet.pth's are used)."""
+    return sorted(set(unet_sd or {}) & set(motion_sd or {}))
+
+
+# The public checkpoints differ in the motion modules' position-table length (their inference
+# configs' temporal_position_encoding_max_len): that is how an import tells them apart.
+LAYOUT_BY_MOTION_LEN = {32: "moore-aa", 128: "musepose"}
+
+
+def detect_layout(sources: Dict[str, Dict]) -> Optional[str]:
+    """"moore-aa" | "musepose" from the denoising UNet's pos_encoder.pe length; None if unknown."""
+    unet = sources.get("denoising_unet", {})
+    lengths = {tuple(v.shape if torch.is_tensor(v) else v)[1] for k, v in unet.items() if k.endswith(".pos_encoder.pe")}
+    if len(lengths) != 1:
+        return None
+    return LAYOUT_BY_MOTION_LEN.get(lengths.pop())
 
 
 def plan_import(model: StandinModel, sources: Dict[str, Dict]) -> ImportReport:
@@ -256,7 +282,7 @@ def find_files(ckpt_dir: str) -> Dict[str, str]:
     return found
 
 
-def load_sources(files: Dict[str, str]) -> Dict[str, Dict]:
+def load_sources(files: Dict[str, str], notes: Optional[List[str]] = None) -> Dict[str, Dict]:
     raw = {part: read_state_dict(path) for part, path in files.items()}
     sources = {}
     for part in ("vae", "image_encoder", "reference_unet", "pose_guider"):
@@ -264,6 +290,10 @@ def load_sources(files: Dict[str, str]) -> Dict[str, Dict]:
             sources[part] = CONVERTERS[part](raw[part])
     if "denoising_unet" in raw or "motion_module" in raw:
         sources["denoising_unet"] = merge_unet_sources(raw.get("denoising_unet"), raw.get("motion_module"))
+        shared = shared_unet_keys(raw.get("denoising_unet"), raw.get("motion_module"))
+        if shared and notes is not None:
+            notes.append(f"{len(shared)} keys are in both denoising_unet.pth and motion_module.pth: "
+                         f"denoising_unet.pth's are used (upstream's load order), e.g. {shared[0]}")
     return sources
 
 
@@ -316,12 +346,17 @@ def load_pretrained(cfg: ModelConfig, ckpt_dir: Optional[str] = None, files: Opt
             files.setdefault(k, v)
     if not files:
         raise FileNotFoundError(f"no checkpoint files found in {ckpt_dir}")
-    sources = load_sources(files)
+    load_notes: List[str] = []
+    sources = load_sources(files, load_notes)
     cfg = adapt_config(cfg, sources)
     torch.manual_seed(seed)
     model = build_model(cfg)
     rep = plan_import(model, sources)
     rep.files = {k: os.path.abspath(v) for k, v in files.items()}
+    rep.notes.extend(load_notes)
+    rep.layout = detect_layout(sources)
+    rep.notes.append(f"layout: {rep.layout}" if rep.layout else
+                     "layout: unknown (motion position tables of neither Moore-AA (32) nor MusePose (128))")
     for part in ("vae", "image_encoder", "reference_unet", "denoising_unet", "pose_guider"):
         if part not in sources:
             rep.notes.append(f"{part}: no checkpoint file found (kept at its seeded initialisation)")
