@@ -7,6 +7,11 @@
   /usr/bin/python3 scripts/export_bundle.py --config sd15 --count-only
 
 Without --checkpoint-dir the weights are random (seeded, deterministic).  See docs/BUNDLE.md.
+
+model.json's noise schedule is what the checkpoint's authors sample with (--source auto: told
+apart by the motion modules' position-table length; Moore-AnimateAnyone: beta_schedule linear,
+MusePose: scaled_linear); random weights get the project default (scaled_linear).
+--beta-schedule overrides either; `standin replace/animate --beta-schedule` overrides it per run.
 """
 import argparse
 import json
@@ -35,6 +40,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint-dir", help="Moore-AnimateAnyone / MusePose pretrained_weights directory")
+    ap.add_argument("--source", default="auto", choices=["auto", "moore-aa", "musepose", "standin"],
+                    help="whose inference scheduler settings model.json records (auto: detected from the "
+                         "checkpoint; standin without one)")
+    ap.add_argument("--beta-schedule", choices=["linear", "scaled_linear"],
+                    help="record this beta schedule instead of the source's")
     ap.add_argument("--reference-blocks", choices=["all", "mid_up"], help="override the config")
     ap.add_argument("--no-object-guider", action="store_true")
     ap.add_argument("--pose-modulation", action="store_true", help="AA2 depth-wise pose modulation")
@@ -46,6 +56,7 @@ def main(argv=None) -> int:
 
     import torch
     from standin_model import export as E
+    from standin_model.scheduler import scheduler_config
 
     overrides = {}
     if args.reference_blocks:
@@ -71,13 +82,26 @@ def main(argv=None) -> int:
         model, report = load_pretrained(cfg, args.checkpoint_dir)
         print(report.summary())
         weights = {"source": "checkpoint", "dir": os.path.abspath(args.checkpoint_dir), "files": report.files}
+        source = args.source
+        if source == "auto":
+            if report.layout is None:
+                print("error: cannot tell whose checkpoint this is (Moore-AnimateAnyone or MusePose) from its "
+                      "motion modules; pass --source moore-aa|musepose (it picks the sampling schedule)",
+                      file=sys.stderr)
+                return 2
+            source = report.layout
+        weights["layout"] = report.layout
     else:
         model = E.build_random(cfg, seed=args.seed, exercise=not args.no_exercise)
         weights = {"source": "random", "seed": args.seed, "exercised": not args.no_exercise}
+        source = "standin" if args.source == "auto" else args.source
+    scheduler = scheduler_config(source, args.beta_schedule)
+    print(f"scheduler: {source} inference settings, beta_schedule {scheduler['beta_schedule']}"
+          + (" (--beta-schedule)" if args.beta_schedule else ""))
     name = args.name or os.path.basename(os.path.normpath(args.out))
     print(f"exporting {cfg.name} ({args.dtype}) -> {args.out}")
     man = E.export_bundle(model, args.out, name=name, dtype=args.dtype, weights=weights,
-                          check=not args.no_check)
+                          check=not args.no_check, scheduler=scheduler)
     if "check" in man:
         print("eager vs exported max-abs error:", json.dumps(man["check"]))
     print(f"done in {time.time() - t0:.1f}s")

@@ -12,8 +12,10 @@ c10::Dict<std::string, Tensor>) with reference [1,3,H,W], reference_clip [1,3,S,
 environment [T,3,H,W], mask [T,1,H,W], pose [T,3,H,W], noise [1,4,T,h,w], optional
 object [T,3,H,W] (object-region image, [-1,1], zeros elsewhere), optional depth [T,1,H,W]
 (pose-modulation bundles), and scalar tensors steps, cfg, window, overlap, sampler
-(0 = ddim, 1 = dpmpp_2m).  Command-line options override the scalars.  ``result.pt`` is
-{latents [1,4,T,h,w] float32, frames [T,3,H,W] float32 in [-1,1]} (torch.save).
+(0 = ddim, 1 = dpmpp_2m).  Command-line options override the scalars; --beta-schedule
+(linear | scaled_linear) replaces model.json's scheduler.beta_schedule, like `standin
+--beta-schedule`.  ``result.pt`` is {latents [1,4,T,h,w] float32, frames [T,3,H,W] float32 in
+[-1,1]} (torch.save).
 
 Library:
   from reference_pipeline import Bundle, generate
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from standin_model.export import sha256_file  # noqa: E402
-from standin_model.scheduler import SAMPLER_IDS, make_scheduler  # noqa: E402
+from standin_model.scheduler import SAMPLER_IDS, make_scheduler, with_beta_schedule  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -130,8 +132,10 @@ def generate(bundle: Bundle, conds: Dict[str, torch.Tensor], steps: Optional[int
              cfg: Optional[float] = None, window: Optional[int] = None, overlap: Optional[int] = None,
              sampler: Optional[str] = None, chunk: int = 8, decode: bool = True,
              progress: Optional[Callable[[int, int], None]] = None,
-             timings: Optional[Dict[str, float]] = None) -> Dict[str, torch.Tensor]:
-    """Run docs/SAMPLING.md; scalars default to conds[...] then model.json defaults."""
+             timings: Optional[Dict[str, float]] = None,
+             beta_schedule: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Run docs/SAMPLING.md; scalars default to conds[...] then model.json defaults;
+    ``beta_schedule`` (None = model.json's) replaces scheduler.beta_schedule."""
     man = bundle.manifest
     dev, dt = bundle.device, bundle.dtype
     defaults = man["defaults"]
@@ -196,7 +200,7 @@ def generate(bundle: Bundle, conds: Dict[str, torch.Tensor], steps: Optional[int
     # 3./4. windows, timesteps, initial latents
     starts = window_starts(T, window, overlap)
     fw = min(window, T)
-    sched = make_scheduler(sampler, man["scheduler"])
+    sched = make_scheduler(sampler, with_beta_schedule(man["scheduler"], beta_schedule))
     timesteps = sched.set_timesteps(steps)
     latents = noise * sched.init_noise_sigma
     do_cfg = cfg > 1.0
@@ -310,6 +314,7 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=int)
     ap.add_argument("--overlap", type=int)
     ap.add_argument("--sampler", choices=["ddim", "dpmpp_2m"])
+    ap.add_argument("--beta-schedule", choices=["linear", "scaled_linear"], help="default: the bundle's")
     ap.add_argument("--chunk", type=int, default=8, help="frames per VAE / guider call")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--metrics", help="write timings (seconds) as JSON")
@@ -330,7 +335,8 @@ def main(argv=None) -> int:
     timings: Dict[str, float] = {"load": t_load}
     t0 = time.perf_counter()
     result = generate(bundle, conds, steps=args.steps, cfg=args.cfg, window=args.window, overlap=args.overlap,
-                      sampler=args.sampler, chunk=args.chunk, progress=progress, timings=timings)
+                      sampler=args.sampler, chunk=args.chunk, progress=progress, timings=timings,
+                      beta_schedule=args.beta_schedule)
     timings["total"] = time.perf_counter() - t0
     torch.save(result, args.out)
     if args.metrics:

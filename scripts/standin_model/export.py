@@ -15,15 +15,14 @@ from . import contract as C
 from .config import ModelConfig
 from .layers import HAS_SDPA
 from .model import StandinModel, build_model
+from .scheduler import scheduler_config
 from .unet import ObjectBlend, TemporalTransformer3DModel
 
 FORMAT = "standin-bundle"
 FORMAT_VERSION = 1
 
-SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
-             "beta_schedule": "scaled_linear", "prediction_type": "v_prediction",
-             "rescale_betas_zero_snr": True, "timestep_spacing": "trailing",
-             "steps_offset": 1, "clip_sample": False}
+# model.json "scheduler" of a bundle exported without a preset (see scheduler.PRESETS)
+SCHEDULER = scheduler_config("standin")
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -193,7 +192,8 @@ def dry_run_env(cfg: ModelConfig) -> Dict[str, int]:
     return {"N": 2, "B": 2, "F": 2, "H": H, "W": W, "h": H // cfg.vae_scale_factor, "w": W // cfg.vae_scale_factor}
 
 
-def manifest(cfg: ModelConfig, model: StandinModel, name: str, dtype: str, weights: Dict) -> Dict:
+def manifest(cfg: ModelConfig, model: StandinModel, name: str, dtype: str, weights: Dict,
+             scheduler: Optional[Dict] = None) -> Dict:
     contracts = C.module_contracts(cfg, model.denoising_unet, dtype)
     return {
         "format": FORMAT,
@@ -211,7 +211,7 @@ def manifest(cfg: ModelConfig, model: StandinModel, name: str, dtype: str, weigh
                          "pose_channels": cfg.unet.block_out_channels[0], "pose_modulation": cfg.pose_modulation,
                          "num_reference": model.denoising_unet.num_reference,
                          "num_object_stages": len(cfg.unet.block_out_channels) + 1 if cfg.use_object_guider else 0},
-        "scheduler": dict(SCHEDULER),
+        "scheduler": dict(scheduler or SCHEDULER),
         "defaults": {"steps": cfg.steps, "cfg": cfg.cfg, "window": cfg.window, "overlap": cfg.overlap,
                      "sampler": "ddim"},
         "dry_run": dry_run_env(cfg),
@@ -224,8 +224,12 @@ def manifest(cfg: ModelConfig, model: StandinModel, name: str, dtype: str, weigh
 
 
 def export_bundle(model: StandinModel, out_dir: str, name: Optional[str] = None, dtype: str = "float32",
-                  weights: Optional[Dict] = None, check: bool = True, log=print) -> Dict:
+                  weights: Optional[Dict] = None, check: bool = True, log=print,
+                  scheduler: Optional[Dict] = None) -> Dict:
     """Script every bundle module, save it to ``out_dir``, write model.json; returns the manifest.
+
+    ``scheduler`` is model.json's "scheduler" block (default ``SCHEDULER``; see
+    ``scheduler.scheduler_config`` for the public checkpoints' inference settings).
 
     With ``check`` (fp32 only) every saved file is loaded back, run on the dry-run inputs, its
     outputs compared with the eager module and with the contract (max-abs errors go into the
@@ -235,7 +239,7 @@ def export_bundle(model: StandinModel, out_dir: str, name: Optional[str] = None,
     name = name or cfg.name
     os.makedirs(out_dir, exist_ok=True)
     model = model.eval().to(DTYPES[dtype])
-    man = manifest(cfg, model, name, dtype, weights or {"source": "random"})
+    man = manifest(cfg, model, name, dtype, weights or {"source": "random"}, scheduler)
     mods = model.bundle_modules()
     errors = {}
     for mname, mod in mods.items():

@@ -21,6 +21,40 @@ DEFAULT = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012
            "rescale_betas_zero_snr": True, "timestep_spacing": "trailing",
            "steps_offset": 1, "clip_sample": False}
 
+BETA_SCHEDULES = ("linear", "scaled_linear")
+
+# What each public checkpoint's own inference code samples with: the noise_scheduler_kwargs of
+# its inference config (diffusers' DDIMScheduler defaults for the keys it leaves out:
+# num_train_timesteps 1000, set_alpha_to_one True, eta 0).  Both set beta_start 0.00085,
+# beta_end 0.012, clip_sample false, steps_offset 1, prediction_type v_prediction,
+# rescale_betas_zero_snr true, timestep_spacing trailing; they differ in beta_schedule only.
+#   moore-aa  Moore-AnimateAnyone configs/inference/inference_v2.yaml (scripts/pose2vid.py, app.py):
+#             "linear" (its training scheduler is scaled_linear; its validation samples linear too)
+#   musepose  MusePose configs/inference_v2.yaml (test_stage_2.py): "scaled_linear"
+# "standin" is this project's own default (random test bundles, own training).
+PRESETS = {
+    "standin": dict(DEFAULT),
+    "moore-aa": dict(DEFAULT, beta_schedule="linear"),
+    "musepose": dict(DEFAULT, beta_schedule="scaled_linear"),
+}
+
+
+def scheduler_config(preset: str = "standin", beta_schedule: Optional[str] = None) -> Dict:
+    """model.json's "scheduler" block: a preset, optionally with another beta schedule."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown scheduler preset {preset!r}; known: {sorted(PRESETS)}")
+    return with_beta_schedule(PRESETS[preset], beta_schedule)
+
+
+def with_beta_schedule(config: Dict, beta_schedule: Optional[str]) -> Dict:
+    """A copy of ``config`` with ``beta_schedule`` replaced (None keeps it)."""
+    out = dict(config)
+    if beta_schedule is not None:
+        if beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"unsupported beta_schedule {beta_schedule!r}; known: {list(BETA_SCHEDULES)}")
+        out["beta_schedule"] = beta_schedule
+    return out
+
 
 def make_betas(num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str) -> Tensor:
     if beta_schedule == "scaled_linear":
