@@ -1,0 +1,140 @@
+"""Run folders: the full training state, and the small fp16 weights that travel.
+
+A run folder holds
+  state.pt         everything to continue bit-for-bit on the same machine (fp32 weights, EMA,
+                   optimizer, step, RNG states); large, never leaves the machine it was made on;
+  weights/         the EMA weights in fp16, cut into shards of at most 15 MiB
+                   (``weights.index.json`` lists them with their sha256), plus ``progress.json``
+                   (stage, step, latent scaling factor): the part that comes back from a GPU call
+                   and lets a later call on a fresh machine continue (with a fresh optimizer);
+  log.jsonl        one line per logged step (stage, step, losses, throughput).
+
+``save_shipping_weights`` writes the single fp16 file committed under models/ and read by
+``scripts/export_bundle.py --weights``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import torch
+
+SHARD_BYTES = 15 << 20
+WEIGHTS_FORMAT = "standin-weights"
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _tensor_bytes(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def half_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    return {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
+            for k, v in state.items()}
+
+
+def write_shards(folder: str, state: Dict[str, torch.Tensor], progress: Dict) -> List[str]:
+    """fp16 weights in shards of <= 15 MiB + index + progress; returns the file names."""
+    os.makedirs(folder, exist_ok=True)
+    shards: List[Dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for k, v in half_state(state).items():
+        n = v.numel() * v.element_size()
+        if size + n > SHARD_BYTES and shards[-1]:
+            shards.append({})
+            size = 0
+        shards[-1][k] = v
+        size += n
+    names = []
+    index = {"format": WEIGHTS_FORMAT, "shards": []}
+    for i, shard in enumerate(shards):
+        name = f"weights.{i:02d}.pt"
+        data = _tensor_bytes(shard)
+        _atomic_write(os.path.join(folder, name), data)
+        index["shards"].append({"file": name, "sha256": hashlib.sha256(data).hexdigest(), "keys": len(shard)})
+        names.append(name)
+    # stale shards of an earlier, larger save must not be picked up
+    for f in os.listdir(folder):
+        if f.startswith("weights.") and f.endswith(".pt") and f not in names:
+            os.remove(os.path.join(folder, f))
+    _atomic_write(os.path.join(folder, "weights.index.json"), json.dumps(index, indent=1).encode())
+    _atomic_write(os.path.join(folder, "progress.json"), json.dumps(progress, indent=1).encode())
+    return names + ["weights.index.json", "progress.json"]
+
+
+def read_shards(folder: str) -> Tuple[Dict[str, torch.Tensor], Dict]:
+    with open(os.path.join(folder, "weights.index.json")) as f:
+        index = json.load(f)
+    if index.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{folder}: not a standin weights folder")
+    state: Dict[str, torch.Tensor] = {}
+    for s in index["shards"]:
+        path = os.path.join(folder, s["file"])
+        with open(path, "rb") as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() != s["sha256"]:
+            raise ValueError(f"{path}: sha256 mismatch (incomplete copy?)")
+        state.update(torch.load(io.BytesIO(data), map_location="cpu"))
+    with open(os.path.join(folder, "progress.json")) as f:
+        progress = json.load(f)
+    return state, progress
+
+
+def save_shipping_weights(path: str, state: Dict[str, torch.Tensor], meta: Dict) -> None:
+    """One fp16 file: {"format", "meta" (config name, scaling factor, training summary), "state"}."""
+    _atomic_write(path, _tensor_bytes({"format": WEIGHTS_FORMAT, "meta": meta, "state": half_state(state)}))
+
+
+def load_shipping_weights(path: str) -> Tuple[Dict[str, torch.Tensor], Dict]:
+    obj = torch.load(path, map_location="cpu")
+    if not isinstance(obj, dict) or obj.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{path}: not a standin weights file")
+    return obj["state"], obj["meta"]
+
+
+def save_state(path: str, state: Dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    _atomic_write(path, buf.getvalue())
+
+
+class EMA:
+    """Exponential moving average of the model's floating-point state (weights and buffers)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, names: Optional[Iterable[str]] = None) -> None:
+        sd = model.state_dict()
+        keys = names if names is not None else self.shadow.keys()
+        for k in keys:
+            self.shadow[k].lerp_(sd[k].float(), 1.0 - self.decay)
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        for k, v in state.items():
+            if k in self.shadow:
+                self.shadow[k].copy_(v)
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module) -> None:
+        sd = model.state_dict()
+        for k, v in self.shadow.items():
+            sd[k].copy_(v.to(sd[k].dtype))

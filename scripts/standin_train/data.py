@@ -1,0 +1,364 @@
+"""Training samples: rendered characters over real background plates, with every condition made
+the way the C++ pipeline makes it at inference (conditions.py).
+
+One sample is a clip of F frames (F = 1 for the image stage) of one character identity:
+
+1. a *virtual source video*: a background plate at its own resolution, the character rendered
+   into it along a trajectory (walking cycles move forward, other animations drift a little);
+2. the framing of ``replace``: ``fit_box`` around the union of the character's boxes over the
+   whole virtual clip (which may be longer than the F frames we train on), 15 % margin;
+3. the F frames rendered straight at work resolution through the same crop (the camera is
+   scaled and shifted, which is exactly a crop + resize of the source image), composited over
+   the plate's crop (``to_work``);
+4. conditions: the training variant of the shape-agnostic mask (random blocks and rescale),
+   environment = frame x (1 - mask), pose map and skeleton depth map from the true keypoints
+   (jittered and sometimes dropped like a tracker's), held objects as object masks (also
+   joined into the redraw region, as ``--object-mask`` does);
+5. the reference: the same identity in another pose and view over another background, framed
+   like ``prepare_reference`` (person box + 10 %, fitted over white) with its CLIP input.
+
+Arrays travel as uint8 / float16 to keep worker -> trainer traffic small; ``to_tensors`` makes
+the float tensors the model takes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from . import conditions as C
+
+
+@dataclass
+class DataConfig:
+    width: int = 128
+    height: int = 192
+    frames: int = 1
+    clip_size: int = 112
+    supersample: int = 2                       # character renders at this multiple, area-averaged
+    character_height: Tuple[float, float] = (0.10, 0.55)   # of the plate height
+    virtual_clip_frames: Tuple[int, int] = (1, 60)        # frames the framing is made over
+    fps: Sequence[float] = (8.0, 10.0, 12.0, 15.0, 24.0, 30.0)
+    elevation_deg: Tuple[float, float] = (0.0, 35.0)
+    fov_deg: Tuple[float, float] = (15.0, 45.0)
+    object_probability: float = 0.5           # use held objects as object masks (when any)
+    inference_mask_probability: float = 0.2   # the inference agnostic mask instead of the training one
+    keypoint_jitter: float = 0.01             # of the body height (tracker noise)
+    keypoint_drop: float = 0.03               # a shown joint is hidden (score 0)
+    depth_unknown_probability: float = 0.1    # depth map drawn as "unknown" (all 0.5)
+    reference_white: float = 0.45             # reference background: white / plain colour / plate
+    reference_plain: float = 0.15
+    locomotion_probability: float = 0.5
+
+    @classmethod
+    def from_dict(cls, d: Dict) -> "DataConfig":
+        kw = {}
+        for k, v in d.items():
+            if k not in cls.__dataclass_fields__:
+                raise KeyError(f"unknown data option {k!r}")
+            kw[k] = tuple(v) if isinstance(v, list) else v
+        return cls(**kw)
+
+
+class Backgrounds:
+    """The background plates of one split (scripts/synth/build_backgrounds.py), decoded lazily."""
+
+    def __init__(self, folder: str, split: str):
+        with open(os.path.join(folder, "backgrounds.json")) as f:
+            meta = json.load(f)
+        entries = meta["files"] if isinstance(meta, dict) else meta
+        self.folder = folder
+        self.files = [e["file"] for e in entries if e.get("split", "train") == split]
+        if not self.files:
+            raise ValueError(f"{folder}: no backgrounds in split {split!r}")
+        self._cache: Dict[str, np.ndarray] = {}
+
+    def get(self, rng: np.random.Generator) -> np.ndarray:
+        name = self.files[int(rng.integers(len(self.files)))]
+        img = self._cache.get(name)
+        if img is None:
+            bgr = cv2.imread(os.path.join(self.folder, name), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise IOError(f"cannot read background {name}")
+            img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if len(self._cache) < 64:
+                self._cache[name] = img
+        return img
+
+
+def _area_down(img: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return img
+    h, w = img.shape[:2]
+    return cv2.resize(img, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+
+
+def _max_down(mask: np.ndarray, factor: int) -> np.ndarray:
+    """Any coverage of a work pixel counts (as SceneConditions' threshold at 0)."""
+    if factor == 1:
+        return mask
+    h, w = mask.shape
+    return mask.reshape(h // factor, factor, w // factor, factor).max(axis=(1, 3))
+
+
+def _union(a, b):
+    if a is None:
+        return b
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _box_xywh(box) -> Optional[Tuple[float, float, float, float]]:
+    x0, y0, x1, y1 = [float(v) for v in box]
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+class SampleMaker:
+    """Makes training / evaluation samples from an asset pack and background plates."""
+
+    def __init__(self, pack, backgrounds: Backgrounds, cfg: DataConfig, split: str = "train",
+                 reference_backgrounds: Optional[Backgrounds] = None):
+        import synth  # scripts/synth (on sys.path next to standin_train)
+        self.synth = synth
+        self.pack = pack
+        self.backgrounds = backgrounds
+        self.reference_backgrounds = reference_backgrounds or backgrounds
+        self.cfg = cfg
+        self.split = split
+
+    # -- pieces ---------------------------------------------------------------------------
+    def _camera(self, rng, scale: float, origin: Tuple[float, float], azimuth: float, elevation: float,
+                fov: float):
+        return self.synth.Camera(azimuth_deg=azimuth, elevation_deg=elevation, scale=scale,
+                                 origin_px=(float(origin[0]), float(origin[1])), roll_deg=float(rng.normal(0, 1.5)),
+                                 fov_deg=fov)
+
+    def _light(self, rng):
+        az = rng.uniform(0, 2 * math.pi)
+        el = rng.uniform(0.3, 1.3)
+        d = (math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az))
+        tint = tuple(float(v) for v in np.clip(1.0 + rng.normal(0, 0.06, 3), 0.8, 1.2))
+        return self.synth.Light(direction=d, ambient=float(rng.uniform(0.35, 0.6)),
+                                diffuse=float(rng.uniform(0.4, 0.8)), tint=tint)
+
+    def _render(self, ident, bones, cam, light, size, offset=(0.0, 0.0), supersample=1):
+        return self.synth.render(self.pack, ident, bones, cam, light, size=size, supersample=supersample,
+                                 world_offset=offset)
+
+    # -- the sample -----------------------------------------------------------------------
+    def make(self, rng: np.random.Generator) -> Dict[str, np.ndarray]:
+        cfg = self.cfg
+        W, H, F, ss = cfg.width, cfg.height, cfg.frames, cfg.supersample
+        ident = self.pack.sample_identity(rng, split=self.split)
+        fps = float(rng.choice(cfg.fps))
+        locomotion = rng.random() < cfg.locomotion_probability
+        kinds = ["locomotion"] if locomotion else None
+        motion = self.pack.sample_motion(rng, frames=F, fps=fps, split=self.split, kinds=kinds)
+        plate = self.backgrounds.get(rng)
+        Hs, Ws = plate.shape[:2]
+
+        # 1. the virtual source clip
+        char_h = rng.uniform(*cfg.character_height) * Hs
+        scale = char_h / 4.1
+        azimuth = rng.uniform(0, 360)
+        elevation = cfg.elevation_deg[0] + (cfg.elevation_deg[1] - cfg.elevation_deg[0]) * rng.beta(1.3, 2.0)
+        fov = rng.uniform(*cfg.fov_deg)
+        origin = (rng.uniform(0.2, 0.8) * Ws, rng.uniform(0.45, 0.95) * Hs)
+        speed = float(getattr(motion, "ground_speed", 0.0) or 0.0)
+        if not speed:
+            speed = rng.uniform(1.0, 2.0) if locomotion else 0.0
+        drift = rng.normal(0, 0.15, 2)
+        heading = 0.0  # characters walk towards +z (their front) in model space
+
+        def offset(t: float) -> Tuple[float, float]:
+            if locomotion:
+                return (speed * t * math.sin(heading), speed * t * math.cos(heading))
+            return (float(drift[0] * t), float(drift[1] * t))
+
+        virtual = int(rng.integers(cfg.virtual_clip_frames[0], cfg.virtual_clip_frames[1] + 1))
+        virtual = max(virtual, F)
+        first = int(rng.integers(0, virtual - F + 1))  # our F frames inside the virtual clip
+        cam = self._camera(rng, scale, origin, azimuth, elevation, fov)
+        light = self._light(rng)
+
+        # framing: boxes of our frames from a cheap low-resolution pass; the rest of the virtual
+        # clip by moving the first box along the trajectory's projection
+        low = 4
+        cam_low = self._camera(rng, scale / low, (origin[0] / low, origin[1] / low), azimuth, elevation, fov)
+        union = None
+        first_box = None
+        first_anchor = None
+        for f in range(F):
+            t = (first + f) / fps
+            out = self._render(ident, motion.bones[f], cam_low, light, (max(8, Ws // low), max(8, Hs // low)),
+                               offset(t))
+            b = _box_xywh(out.box)
+            if b is None:
+                continue
+            b = (b[0] * low - low, b[1] * low - low, b[2] * low + 2 * low, b[3] * low + 2 * low)
+            union = _union(union, b)
+            if first_box is None:
+                first_box, first_anchor = b, out.keypoints[1, :2] * low
+        if union is None:
+            raise RuntimeError("character not in view")
+        if virtual > F and first_box is not None:
+            # where the neck goes over the virtual clip, from the projection of the trajectory
+            for t_frame in (0, virtual - 1):
+                t = t_frame / fps
+                out = self._render(ident, motion.bones[0], cam_low, light, (8, 8), offset(t))
+                shift = out.keypoints[1, :2] * low - first_anchor
+                moved = (first_box[0] + shift[0], first_box[1] + shift[1], first_box[2], first_box[3])
+                union = _union(union, moved)
+        g = C.fit_box((Ws, Hs), (W, H), union, 0.15)
+        s = g.scale
+
+        # 2. our frames at work resolution (x supersample), through the crop
+        big = (W * ss, H * ss)
+        cam_w = self._camera(rng, scale * s * ss,
+                             ((origin[0] - g.crop[0]) * s * ss, (origin[1] - g.crop[1]) * s * ss),
+                             azimuth, elevation, fov)
+        background = C.to_work(plate, g)
+        use_objects = rng.random() < cfg.object_probability
+        agn_train = rng.random() >= cfg.inference_mask_probability
+        block_lo = max(1, int(round(5 * s * ss)))
+        block_hi = max(block_lo + 1, int(round(40 * s * ss)))
+        dilate = max(0, int(round(C.AGNOSTIC_DILATE_PX * s * ss)))
+        mask_rng = np.random.default_rng(rng.integers(1 << 62))  # one mask layout per clip
+        mask_seed = int(mask_rng.integers(1 << 62))
+        frames, envs, masks, poses, depths, objects, alphas, keypoints = [], [], [], [], [], [], [], []
+        any_objects = False
+        depth_unknown = rng.random() < cfg.depth_unknown_probability
+        for f in range(F):
+            t = (first + f) / fps
+            out = self._render(ident, motion.bones[f], cam_w, light, big, offset(t))
+            alpha_big = out.alpha
+            rgb = _area_down(out.rgb, ss).astype(np.float32)
+            alpha = _area_down(alpha_big, ss).astype(np.float32)
+            frame = np.clip(rgb + background.astype(np.float32) * (1 - alpha[..., None]) + 0.5, 0, 255).astype(np.uint8)
+            char_big = (alpha_big > 0).astype(np.uint8) * 255
+            if agn_train:
+                agn = C.shape_agnostic_mask_training(char_big, np.random.default_rng(mask_seed),
+                                                     block_px=(block_lo, block_hi))
+            else:
+                box = C.mask_bounding_box(char_big)
+                bh = max(1, int(round(10 * s * ss)))
+                agn = C.shape_agnostic_mask(char_big, box, max(1, box[3] // bh), max(1, box[2] // bh))
+            if dilate > 0:
+                agn = cv2.dilate(agn, C._ellipse_kernel(dilate))
+            obj_work = np.zeros((H, W), np.float32)
+            if use_objects and out.props_alpha is not None:
+                props_big = (out.props_alpha > 0.5).astype(np.uint8) * 255
+                if props_big.any():
+                    any_objects = True
+                    agn |= cv2.dilate(props_big, C._ellipse_kernel(max(1, dilate)))
+                    obj_work = (_area_down(props_big, ss) > 127).astype(np.float32)
+            mask = (_max_down(agn, ss) > 0).astype(np.float32)
+            kp = self._tracker_like(rng, out.keypoints, ss)
+            frames.append(frame)
+            envs.append((C.to_m11(frame) * (1 - mask)[None]))
+            masks.append(mask)
+            poses.append(C.render_pose_map([kp], (W, H)))
+            depth_kp = kp.copy()
+            if depth_unknown:
+                depth_kp[:, 3] = np.nan
+            depths.append(C.render_depth_map(depth_kp, (W, H)))
+            objects.append(C.to_m11(frame) * obj_work[None])
+            alphas.append(alpha)
+            keypoints.append(depth_kp)
+
+        ref_rgb, ref_clip = self._reference(rng, ident)
+        sample = {
+            "frames": np.stack(frames),                                          # [F,H,W,3] uint8
+            "environment": np.stack(envs).astype(np.float16),                    # [F,3,H,W]
+            "mask": np.stack(masks).astype(np.uint8),                            # [F,H,W] 0/1
+            "pose": np.stack(poses),                                             # [F,H,W,3] uint8
+            "depth": np.stack(depths).astype(np.float16),                        # [F,H,W]
+            "object": np.stack(objects).astype(np.float16),                      # [F,3,H,W]
+            "has_object": np.array(any_objects, np.bool_),
+            "character": (np.stack(alphas) * 255 + 0.5).astype(np.uint8),         # [F,H,W] true alpha
+            "background": background,                                            # [H,W,3] uint8
+            "keypoints": np.stack(keypoints).astype(np.float32),                 # [F,18,4] x,y,score,z (work px)
+            "reference": ref_rgb,                                                # [H,W,3] uint8
+            "reference_clip": ref_clip.astype(np.float16),                       # [3,S,S]
+        }
+        return sample
+
+    def _tracker_like(self, rng, keypoints: np.ndarray, ss: int) -> np.ndarray:
+        """True keypoints -> what a pose tracker would report at work resolution: rows
+        (x, y, score, z), jittered, face points hidden when not visible, some joints dropped."""
+        kp = np.zeros((18, 4), np.float32)
+        kp[:, 0:2] = keypoints[:, 0:2] / ss
+        kp[:, 3] = keypoints[:, 2] / ss
+        visible = keypoints[:, 3] > 0.5
+        body_h = max(float(kp[:, 1].max() - kp[:, 1].min()), 4.0)
+        kp[:, 0:2] += rng.normal(0, self.cfg.keypoint_jitter * body_h, (18, 2))
+        kp[:, 3] += rng.normal(0, 0.05 * body_h, 18)
+        score = np.ones(18, np.float32)
+        face = [0, 14, 15, 16, 17]
+        score[face] = np.where(visible[face], 1.0, 0.0)
+        # body joints: a tracker still reports self-occluded limbs; only off-image ones vanish
+        inside = (kp[:, 0] >= 0) & (kp[:, 0] < self.cfg.width) & (kp[:, 1] >= 0) & (kp[:, 1] < self.cfg.height)
+        score = np.where(inside, score, 0.0)
+        drop = rng.random(18) < self.cfg.keypoint_drop
+        score[drop] = 0.0
+        kp[:, 2] = score
+        return kp
+
+    def _reference(self, rng, ident) -> Tuple[np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        motion = self.pack.sample_motion(rng, frames=1, fps=10.0, split=self.split)
+        rh = int(rng.integers(cfg.height * 2, cfg.height * 4))
+        rw = int(rh * rng.uniform(0.5, 1.0))
+        az = rng.normal(0, 35) if rng.random() < 0.7 else rng.uniform(0, 360)
+        char_h = rh * rng.uniform(0.55, 0.85)
+        cam = self._camera(rng, char_h / 4.1, (rw * rng.uniform(0.4, 0.6), rh * rng.uniform(0.85, 0.95)),
+                           float(az), float(rng.uniform(0, 20)), float(rng.uniform(15, 40)))
+        out = self._render(ident, motion.bones[0], cam, self._light(rng), (rw, rh), supersample=1)
+        u = rng.random()
+        if u < cfg.reference_white:
+            bg = np.full((rh, rw, 3), 255, np.uint8)
+        elif u < cfg.reference_white + cfg.reference_plain:
+            bg = np.empty((rh, rw, 3), np.uint8)
+            bg[:] = rng.integers(150, 256, 3).astype(np.uint8)
+        else:
+            plate = self.reference_backgrounds.get(rng)
+            bg = C.to_work(plate, C.fit_frame_pad((plate.shape[1], plate.shape[0]), (rw, rh)))
+        img = np.clip(out.rgb.astype(np.float32) + bg.astype(np.float32) * (1 - out.alpha[..., None]) + 0.5,
+                      0, 255).astype(np.uint8)
+        box = _box_xywh(out.box)
+        if box is None:
+            box = (0, 0, rw, rh)
+        crop = C.reference_crop(box, (rw, rh))
+        return C.prepare_reference(img, crop, (cfg.width, cfg.height), cfg.clip_size)
+
+
+def to_tensors(batch: Dict, device=None) -> Dict:
+    """Collated numpy sample arrays -> float tensors in the model's conventions:
+    frames/environment/object/reference in [-1, 1] [B,F,3,H,W] (reference [B,3,H,W]), mask,
+    depth and character [B,F,1,H,W] in [0, 1], pose [B,F,3,H,W] in [0, 1]."""
+    import torch
+
+    def t(x):
+        x = x if torch.is_tensor(x) else torch.from_numpy(np.asarray(x))
+        return x.to(device, non_blocking=True) if device is not None else x
+
+    out = {}
+    out["frames"] = t(batch["frames"]).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
+    out["pose"] = t(batch["pose"]).permute(0, 1, 4, 2, 3).float() / 255.0
+    out["reference"] = t(batch["reference"]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    out["environment"] = t(batch["environment"]).float()
+    out["object"] = t(batch["object"]).float()
+    out["mask"] = t(batch["mask"]).float().unsqueeze(2)
+    out["depth"] = t(batch["depth"]).float().unsqueeze(2)
+    out["character"] = t(batch["character"]).float().unsqueeze(2) / 255.0
+    out["reference_clip"] = t(batch["reference_clip"]).float()
+    out["has_object"] = t(batch["has_object"]).bool()
+    return out
