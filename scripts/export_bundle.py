@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from standin_model.config import get_config  # noqa: E402
+from standin_model.config import CONFIGS, get_config  # noqa: E402
 
 
 def _reexec_with_fixed_hash_seed() -> None:
@@ -34,12 +34,14 @@ def _reexec_with_fixed_hash_seed() -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="tiny", choices=["tiny", "sd15"])
+    ap.add_argument("--config", default="tiny", choices=sorted(CONFIGS))
     ap.add_argument("--out", help="output directory (models/NAME)")
     ap.add_argument("--name", help="bundle name (default: the directory name)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint-dir", help="Moore-AnimateAnyone / MusePose pretrained_weights directory")
+    ap.add_argument("--weights", help="weights trained by scripts/train.py (one fp16 file, e.g. "
+                                      "models/standin-demo-v1.pth); records the scheduler it was trained with")
     ap.add_argument("--source", default="auto", choices=["auto", "moore-aa", "musepose", "standin"],
                     help="whose inference scheduler settings model.json records (auto: detected from the "
                          "checkpoint; standin without one)")
@@ -91,11 +93,29 @@ def main(argv=None) -> int:
                 return 2
             source = report.layout
         weights["layout"] = report.layout
+    elif args.weights:
+        from standin_model.export import sha256_file
+        from standin_train.checkpoints import load_shipping_weights
+        state, meta = load_shipping_weights(args.weights)
+        if meta.get("config") != cfg.name:
+            print(f"error: {args.weights} holds a {meta.get('config')!r} model; pass --config {meta.get('config')}",
+                  file=sys.stderr)
+            return 2
+        cfg.vae.scaling_factor = float(meta["scaling_factor"])
+        from standin_model.model import build_model
+        model = build_model(cfg)
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+        weights = {"source": "trained", "file": os.path.basename(args.weights),
+                   "sha256": sha256_file(args.weights), "training": meta.get("progress", {})}
+        source = "standin"
     else:
         model = E.build_random(cfg, seed=args.seed, exercise=not args.no_exercise)
         weights = {"source": "random", "seed": args.seed, "exercised": not args.no_exercise}
         source = "standin" if args.source == "auto" else args.source
     scheduler = scheduler_config(source, args.beta_schedule)
+    if args.weights and "scheduler" in meta:  # exactly what it was trained with
+        from standin_model.scheduler import with_beta_schedule
+        scheduler = with_beta_schedule(meta["scheduler"], args.beta_schedule)
     print(f"scheduler: {source} inference settings, beta_schedule {scheduler['beta_schedule']}"
           + (" (--beta-schedule)" if args.beta_schedule else ""))
     name = args.name or os.path.basename(os.path.normpath(args.out))

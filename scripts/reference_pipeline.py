@@ -133,9 +133,11 @@ def generate(bundle: Bundle, conds: Dict[str, torch.Tensor], steps: Optional[int
              sampler: Optional[str] = None, chunk: int = 8, decode: bool = True,
              progress: Optional[Callable[[int, int], None]] = None,
              timings: Optional[Dict[str, float]] = None,
-             beta_schedule: Optional[str] = None) -> Dict[str, torch.Tensor]:
+             beta_schedule: Optional[str] = None, use_reference: bool = True) -> Dict[str, torch.Tensor]:
     """Run docs/SAMPLING.md; scalars default to conds[...] then model.json defaults;
-    ``beta_schedule`` (None = model.json's) replaces scheduler.beta_schedule."""
+    ``beta_schedule`` (None = model.json's) replaces scheduler.beta_schedule.
+    ``use_reference=False`` samples without the reference (no reference tokens, zero context:
+    the unconditional path for both halves), an ablation for evaluations."""
     man = bundle.manifest
     dev, dt = bundle.device, bundle.dtype
     defaults = man["defaults"]
@@ -169,6 +171,8 @@ def generate(bundle: Bundle, conds: Dict[str, torch.Tensor], steps: Optional[int
     ref_latent = bundle["vae_encoder"](f("reference")) * sf
     embed = bundle["image_encoder"](f("reference_clip"))
     ref_tokens = bundle["reference_net"](ref_latent, embed)
+    if not use_reference:
+        embed, ref_tokens = torch.zeros_like(embed), []
     t_["reference"] = tic() - t0
 
     # 2. per-frame conditions
@@ -182,7 +186,7 @@ def generate(bundle: Bundle, conds: Dict[str, torch.Tensor], steps: Optional[int
         if cond_cfg["environment"]:
             env_latent.append(bundle["vae_encoder"](f("environment")[sl]) * sf)
         if cond_cfg["mask_channel"]:
-            mask_latent.append(F.avg_pool2d(f("mask")[sl], 8))
+            mask_latent.append(F.avg_pool2d(f("mask")[sl], man["geometry"]["vae_scale_factor"]))
         if cond_cfg.get("pose_modulation", False):
             pose_feat.append(bundle["pose_guider"](f("pose")[sl], f("depth")[sl]))
         else:

@@ -148,7 +148,10 @@ def run_stage(args, cfg_train: Dict, stage: Dict, model: StandinModel, state: Di
     if dist.is_initialized():
         wrapped = torch.nn.parallel.DistributedDataParallel(objective, device_ids=[device.index] if args.cuda else None,
                                                             find_unused_parameters=True)
-    opt = torch.optim.AdamW(params, lr=stage["lr"], weight_decay=0.01, betas=(0.9, 0.99))
+    try:  # one fused kernel for the whole update on CUDA (torch >= 2)
+        opt = torch.optim.AdamW(params, lr=stage["lr"], weight_decay=0.01, betas=(0.9, 0.99), fused=args.cuda)
+    except (TypeError, RuntimeError):
+        opt = torch.optim.AdamW(params, lr=stage["lr"], weight_decay=0.01, betas=(0.9, 0.99))
     ema = ckpt.EMA(model, stage.get("ema", 0.999))
     trained_names = [n for n, p in model.named_parameters() if p.requires_grad]
     if state.get("optimizer") is not None and state.get("optimizer_stage") == state["stage_index"]:
@@ -268,7 +271,7 @@ def main(argv=None) -> int:
     weights_dir = os.path.join(args.run, "weights")
     state = {"stage_index": 0, "step": 0, "sessions": 0, "scaling_factor": 1.0, "optimizer": None, "ema": None}
     if os.path.exists(state_path):
-        saved = torch.load(state_path, map_location="cpu")
+        saved = ckpt.load(state_path)
         model.load_state_dict(saved.pop("model"))
         state.update(saved)
         log(f"resumed {state_path}: stage {state['stage_index']} step {state['step']}")
@@ -305,9 +308,7 @@ def main(argv=None) -> int:
         ckpt.write_shards(weights_dir, shipped, progress)
         ckpt.save_state(state_path, {**state, "model": model.state_dict()})
         if args.ship:
-            ckpt.save_shipping_weights(args.ship, shipped, {"config": cfg_train["model"],
-                                                            "scaling_factor": state["scaling_factor"],
-                                                            "progress": progress})
+            ckpt.save_shipping_weights(args.ship, shipped, ckpt.shipping_meta(cfg_train, progress))
         log(f"saved {args.run} ({time.time() - started:.0f} s); done: {progress['done']}")
     if dist.is_initialized():
         dist.barrier()

@@ -10,7 +10,9 @@ A run folder holds
   log.jsonl        one line per logged step (stage, step, losses, throughput).
 
 ``save_shipping_weights`` writes the single fp16 file committed under models/ and read by
-``scripts/export_bundle.py --weights``.
+``scripts/export_bundle.py --weights``; from the shards:
+
+  /usr/bin/python3 -m standin_train.checkpoints WEIGHTS_DIR configs/train/demo.json OUT.pth   (in scripts/)
 """
 from __future__ import annotations
 
@@ -33,6 +35,11 @@ def _atomic_write(path: str, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def load(source, map_location="cpu"):
+    """torch.load of our own files (they hold plain Python values next to tensors)."""
+    return torch.load(source, map_location=map_location, weights_only=False)
 
 
 def _tensor_bytes(obj) -> bytes:
@@ -87,7 +94,7 @@ def read_shards(folder: str) -> Tuple[Dict[str, torch.Tensor], Dict]:
             data = f.read()
         if hashlib.sha256(data).hexdigest() != s["sha256"]:
             raise ValueError(f"{path}: sha256 mismatch (incomplete copy?)")
-        state.update(torch.load(io.BytesIO(data), map_location="cpu"))
+        state.update(load(io.BytesIO(data)))
     with open(os.path.join(folder, "progress.json")) as f:
         progress = json.load(f)
     return state, progress
@@ -98,8 +105,23 @@ def save_shipping_weights(path: str, state: Dict[str, torch.Tensor], meta: Dict)
     _atomic_write(path, _tensor_bytes({"format": WEIGHTS_FORMAT, "meta": meta, "state": half_state(state)}))
 
 
+def shipping_meta(train_cfg: Dict, progress: Dict) -> Dict:
+    """What export_bundle.py needs besides the weights: the model config's name, the latent
+    scaling factor and the noise schedule the model was trained with."""
+    return {"config": train_cfg["model"], "scaling_factor": progress["scaling_factor"],
+            "scheduler": train_cfg["scheduler"], "progress": progress}
+
+
+def ship_from_shards(folder: str, train_cfg: Dict, out_path: str) -> Dict:
+    """weights/ shards brought back from a GPU call -> the single committed fp16 file."""
+    state, progress = read_shards(folder)
+    meta = shipping_meta(train_cfg, progress)
+    save_shipping_weights(out_path, state, meta)
+    return meta
+
+
 def load_shipping_weights(path: str) -> Tuple[Dict[str, torch.Tensor], Dict]:
-    obj = torch.load(path, map_location="cpu")
+    obj = load(path)
     if not isinstance(obj, dict) or obj.get("format") != WEIGHTS_FORMAT:
         raise ValueError(f"{path}: not a standin weights file")
     return obj["state"], obj["meta"]
@@ -138,3 +160,12 @@ class EMA:
         sd = model.state_dict()
         for k, v in self.shadow.items():
             sd[k].copy_(v.to(sd[k].dtype))
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 4:
+        sys.exit("usage: python -m standin_train.checkpoints WEIGHTS_DIR TRAIN_CONFIG.json OUT.pth")
+    with open(sys.argv[2]) as f:
+        meta = ship_from_shards(sys.argv[1], json.load(f), sys.argv[3])
+    print(f"wrote {sys.argv[3]} ({os.path.getsize(sys.argv[3]) / 1e6:.1f} MB): {json.dumps(meta['progress'])}")
