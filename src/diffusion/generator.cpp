@@ -52,6 +52,12 @@ SamplingSettings SamplingSettings::from_bundle(const BundleConfig& c) {
   return s;
 }
 
+SchedulerConfig SamplingSettings::scheduler_config(const BundleConfig& c) const {
+  SchedulerConfig out = c.scheduler;
+  if (!beta_schedule.empty()) out.beta_schedule = beta_schedule;
+  return out;
+}
+
 Status SamplingSettings::validate(const BundleConfig& c) const {
   STANDIN_TRY(validate());
   if (c.max_window > 0 && window > c.max_window)
@@ -68,6 +74,7 @@ Status SamplingSettings::validate() const {
                         std::to_string(overlap));
   if (!(cfg >= 0.0) || cfg > 100.0) return Error::usage("--cfg must be in 0..100");
   if (vae_chunk < 1) return Error::usage("VAE chunk must be >= 1");
+  if (!beta_schedule.empty()) STANDIN_TRY(check_beta_schedule(beta_schedule));
   return Status::success();
 }
 
@@ -160,7 +167,7 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
   GenerationStats& stats = stats_out ? *stats_out : local_stats;
   stats.frames = T;
 
-  STANDIN_ASSIGN_OR_RETURN(auto scheduler, Scheduler::create(s.sampler, c.scheduler, s.steps));
+  STANDIN_ASSIGN_OR_RETURN(auto scheduler, Scheduler::create(s.sampler, s.scheduler_config(c), s.steps));
   const auto windows = plan_windows(T, s.window, s.overlap);
   stats.windows = static_cast<int>(windows.size());
   stats.steps = s.steps;

@@ -16,6 +16,11 @@ Result<SamplerKind> parse_sampler(const std::string& name) {
 
 const char* to_string(SamplerKind kind) { return kind == SamplerKind::ddim ? "ddim" : "dpmpp_2m"; }
 
+Status check_beta_schedule(const std::string& name) {
+  if (name == "linear" || name == "scaled_linear") return Status::success();
+  return Error::usage("unknown beta schedule '" + name + "' (expected linear or scaled_linear)");
+}
+
 namespace {
 // json::get<int>() on a number outside int's range wraps (integers) or is undefined (floats).
 bool fits_int(const nlohmann::json& v) {
@@ -59,7 +64,7 @@ Result<SchedulerConfig> SchedulerConfig::from_json(const nlohmann::json& j) {
   } catch (const nlohmann::json::exception& e) {
     return Error::model(std::string("model.json: bad scheduler entry: ") + e.what());
   }
-  if (c.beta_schedule != "scaled_linear" && c.beta_schedule != "linear")
+  if (!check_beta_schedule(c.beta_schedule).ok())
     return Error::model("model.json: scheduler.beta_schedule '" + c.beta_schedule +
                         "' is not supported (scaled_linear, linear)");
   if (c.num_train_timesteps < 2) return Error::model("model.json: scheduler.num_train_timesteps must be >= 2");

@@ -67,6 +67,9 @@ struct SamplingSettings {
   int window = 24;
   int overlap = 4;
   SamplerKind sampler = SamplerKind::ddim;
+  // Replaces model.json's scheduler.beta_schedule when not empty ("linear" | "scaled_linear"):
+  // a bundle records its checkpoint authors' schedule; this is the per-run override.
+  std::string beta_schedule;
   uint64_t seed = 0;  // initial noise when GenerationInputs::noise is undefined
   int vae_chunk = 8;  // frames per VAE encode / decode call
   int64_t pose_cache_bytes = int64_t(1) << 30;  // cache all pose features when they fit
@@ -84,6 +87,8 @@ struct SamplingSettings {
   std::function<Status(const StepState&)> on_step;
 
   static SamplingSettings from_bundle(const BundleConfig& config);
+  // The bundle's scheduler with this run's overrides (beta_schedule).
+  SchedulerConfig scheduler_config(const BundleConfig& config) const;
   Status validate() const;  // Error::usage for out-of-range values
   Status validate(const BundleConfig& config) const;  // + the bundle's limits (max_window)
 };

@@ -25,12 +25,16 @@ enum class FinalSigma { zero, sigma_min };
 
 Result<SamplerKind> parse_sampler(const std::string& name);  // "ddim" | "dpmpp_2m" (also "dpm++2m")
 const char* to_string(SamplerKind kind);
+// "linear" | "scaled_linear" (diffusers' names); anything else is a usage error.
+Status check_beta_schedule(const std::string& name);
 
 struct SchedulerConfig {
   int num_train_timesteps = 1000;
   double beta_start = 0.00085;
   double beta_end = 0.012;
-  std::string beta_schedule = "scaled_linear";  // "scaled_linear" | "linear"
+  // "scaled_linear" | "linear". Bundles record what their checkpoint's authors sample with
+  // (Moore-AnimateAnyone: linear, MusePose: scaled_linear; docs/BUNDLE.md).
+  std::string beta_schedule = "scaled_linear";
   PredictionType prediction_type = PredictionType::v_prediction;
   bool rescale_betas_zero_snr = true;
   TimestepSpacing timestep_spacing = TimestepSpacing::trailing;

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "standin/diffusion/bundle.hpp"
+#include "standin/diffusion/generator.hpp"
 
 namespace standin::diffusion {
 namespace {
@@ -59,6 +60,25 @@ TEST(BundleConfig, ParsesAGoodManifest) {
   EXPECT_EQ(c->dry_run.at("H"), 64);
   EXPECT_EQ(c->dry_run.at("h"), 8);
   EXPECT_EQ(c->modules.at("vae_encoder").inputs.at(0).shape_str(), "[N,3,H,W]");
+}
+
+TEST(BundleConfig, BetaScheduleFromModelJsonAndPerRunOverride) {
+  auto j = good();
+  j["scheduler"]["beta_schedule"] = "linear";  // what a Moore-AA bundle records
+  auto c = parse(j);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->scheduler.beta_schedule, "linear");
+  auto s = SamplingSettings::from_bundle(*c);
+  EXPECT_EQ(s.scheduler_config(*c).beta_schedule, "linear");  // no override: the bundle's
+  s.beta_schedule = "scaled_linear";
+  EXPECT_TRUE(s.validate(*c).ok());
+  const auto overridden = s.scheduler_config(*c);
+  EXPECT_EQ(overridden.beta_schedule, "scaled_linear");
+  EXPECT_EQ(overridden.timestep_spacing, c->scheduler.timestep_spacing);  // the rest is kept
+  EXPECT_NE(alphas_cumprod(overridden)[500], alphas_cumprod(c->scheduler)[500]);
+  s.beta_schedule = "cosine";
+  ASSERT_FALSE(s.validate(*c).ok());
+  EXPECT_EQ(s.validate(*c).error().code, ExitCode::usage);
 }
 
 void expect_model_error(const nlohmann::json& j, const std::string& needle) {

@@ -26,6 +26,7 @@ struct Case {
   int steps;
   double cfg;
   bool objects;
+  std::string beta_schedule = {};  // per-run override (--beta-schedule on both sides); empty = model.json's
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -60,6 +61,7 @@ TEST_P(Parity, MatchesPythonOracle) {
   s.window = 8;
   s.overlap = 2;
   s.sampler = pc.sampler;
+  s.beta_schedule = pc.beta_schedule;
   s.show_progress = false;
 
   // conds.pt for the oracle
@@ -82,7 +84,8 @@ TEST_P(Parity, MatchesPythonOracle) {
   const std::string result = (work / "result.pt").string();
   fs::remove(result);
   const std::string cmd = testing::python() + " " + STANDIN_SOURCE_DIR + "/scripts/reference_pipeline.py --bundle " +
-                          bundle_dir + " --inputs " + (work / "conds.pt").string() + " --out " + result + " --quiet > " +
+                          bundle_dir + " --inputs " + (work / "conds.pt").string() + " --out " + result +
+                          (pc.beta_schedule.empty() ? "" : " --beta-schedule " + pc.beta_schedule) + " --quiet > " +
                           (work / "oracle.log").string() + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << "oracle failed; see " << (work / "oracle.log").string();
 
@@ -115,7 +118,8 @@ TEST_P(Parity, MatchesPythonOracle) {
 INSTANTIATE_TEST_SUITE_P(Tiny, Parity,
                          ::testing::Values(Case{"ddim", SamplerKind::ddim, 3, 3.5, true},
                                            Case{"dpmpp_2m", SamplerKind::dpmpp_2m, 4, 3.5, true},
-                                           Case{"ddim_nocfg_noobj", SamplerKind::ddim, 3, 1.0, false}),
+                                           Case{"ddim_nocfg_noobj", SamplerKind::ddim, 3, 1.0, false},
+                                           Case{"ddim_linear", SamplerKind::ddim, 3, 3.5, false, "linear"}),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace

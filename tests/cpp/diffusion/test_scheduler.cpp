@@ -150,6 +150,82 @@ TEST(SchedulerConfig, FromJson) {
   EXPECT_EQ(SchedulerConfig::from_json(j).error().code, ExitCode::model);
 }
 
+// ---------------------------------------------------------------- both beta schedules (issue 12)
+// Expected values from diffusers' documented definitions evaluated here in double:
+// linear β_i = β0 + (β1 − β0)·i/(N−1); scaled_linear β_i = (√β0 + (√β1 − √β0)·i/(N−1))²;
+// ᾱ = Π(1 − β); zero-SNR (Lin et al. 2023): √ᾱ shifted to end at 0, scaled to keep its start.
+std::vector<double> alphas_cumprod_formula(const std::string& schedule, bool zero_snr) {
+  const int n = 1000;
+  const double b0 = 0.00085, b1 = 0.012;
+  std::vector<double> ac(n);
+  double prod = 1.0;
+  for (int i = 0; i < n; ++i) {
+    const double u = double(i) / (n - 1);
+    const double beta = schedule == "linear" ? b0 + (b1 - b0) * u
+                                             : std::pow(std::sqrt(b0) + (std::sqrt(b1) - std::sqrt(b0)) * u, 2);
+    prod *= 1.0 - beta;
+    ac[i] = prod;
+  }
+  if (zero_snr) {
+    const double s0 = std::sqrt(ac.front()), sT = std::sqrt(ac.back());
+    for (auto& a : ac) a = std::pow((std::sqrt(a) - sT) * s0 / (s0 - sT), 2);
+  }
+  return ac;
+}
+
+TEST(BetaSchedules, AlphasCumprodMatchTheFormulas) {
+  for (const std::string schedule : {"linear", "scaled_linear"}) {
+    for (bool zero_snr : {false, true}) {
+      auto c = zsnr_v();
+      c.beta_schedule = schedule;
+      c.rescale_betas_zero_snr = zero_snr;
+      const auto ours = alphas_cumprod(c);
+      const auto ref = alphas_cumprod_formula(schedule, zero_snr);
+      double worst = 0;
+      for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(double(ours[i]) - ref[i]));
+      EXPECT_LT(worst, 2e-6) << schedule << " zero_snr " << zero_snr;
+      EXPECT_NEAR(ours[0], 0.99915, 1e-6);  // 1 − β0 for both
+    }
+  }
+  auto lin = zsnr_v();
+  lin.beta_schedule = "linear";
+  // The two schedules under zero-SNR at t = 500 (issue 12): 0.1415 (linear) vs 0.2410.
+  EXPECT_NEAR(alphas_cumprod(lin)[500], 0.14151, 1e-5);
+  EXPECT_NEAR(alphas_cumprod(zsnr_v())[500], 0.24102, 1e-5);
+  lin.rescale_betas_zero_snr = false;
+  EXPECT_NEAR(alphas_cumprod(lin)[999], 0.0015790, 1e-6);
+}
+
+TEST(BetaSchedules, DdimStepsOfTheAuthorsDefaults) {
+  // Moore-AA samples 30 trailing DDIM steps with the linear schedule, MusePose 20 with
+  // scaled_linear: t_i = round(N − i·N/steps) − 1 (half to even), ᾱ_prev = ᾱ[t − N/steps] or 1.
+  for (const auto& [schedule, steps] : std::vector<std::pair<std::string, int>>{{"linear", 30}, {"scaled_linear", 20}}) {
+    auto c = zsnr_v();
+    c.beta_schedule = schedule;
+    const auto t = inference_timesteps(c, steps).value();
+    ASSERT_EQ(t.size(), size_t(steps));
+    for (int i = 0; i < steps; ++i) EXPECT_EQ(t[i], int64_t(std::nearbyint(1000.0 - i * 1000.0 / steps)) - 1);
+    if (steps == 30) EXPECT_EQ(std::vector<int64_t>(t.begin(), t.begin() + 4), (std::vector<int64_t>{999, 966, 932, 899}));
+    if (steps == 20) EXPECT_EQ(t.back(), 49);
+    const auto ref = alphas_cumprod_formula(schedule, true);
+    auto s = Scheduler::create(SamplerKind::ddim, c, steps).value();
+    // epsilon-free check of one v-step: x_prev = √ᾱ_prev·x̂0 + √(1−ᾱ_prev)·ε̂ with x = 1, v = 0.
+    const int i = steps / 2;
+    const int64_t prev = t[i] - 1000 / steps;
+    const double a = ref[t[i]], ap = prev >= 0 ? ref[prev] : 1.0;
+    const auto out = s->step(torch::zeros({1}), i, torch::ones({1})).item<float>();
+    EXPECT_NEAR(out, std::sqrt(ap) * std::sqrt(a) + std::sqrt(1 - ap) * std::sqrt(1 - a), 2e-6) << schedule;
+  }
+}
+
+TEST(BetaSchedules, NamesAndJson) {
+  EXPECT_TRUE(check_beta_schedule("linear").ok());
+  EXPECT_TRUE(check_beta_schedule("scaled_linear").ok());
+  EXPECT_EQ(check_beta_schedule("cosine").error().code, ExitCode::usage);
+  auto j = nlohmann::json::parse(R"({"beta_schedule": "linear"})");
+  EXPECT_EQ(SchedulerConfig::from_json(j).value().beta_schedule, "linear");
+}
+
 TEST(Sampler, ParseNames) {
   EXPECT_EQ(parse_sampler("ddim").value(), SamplerKind::ddim);
   EXPECT_EQ(parse_sampler("dpmpp_2m").value(), SamplerKind::dpmpp_2m);
