@@ -25,6 +25,7 @@ Status run_generate(const CommandLine& line) {
   req.window = o.window;
   req.overlap = o.overlap;
   req.sampler = o.sampler;
+  req.beta_schedule = o.beta_schedule;
   req.mask = o.mask;
   req.poses = o.poses;
   req.object_mask = o.object_mask;

@@ -29,6 +29,9 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
   cmd.add_option("--sampler", o.sampler, "ddim | dpmpp-2m")
       ->check(CLI::IsMember({"ddim", "dpmpp-2m"}))
       ->capture_default_str();
+  cmd.add_option("--beta-schedule", o.beta_schedule,
+                 "linear | scaled_linear (default: the bundle's, i.e. its checkpoint authors' schedule)")
+      ->check(CLI::IsMember({"linear", "scaled_linear"}));
   cmd.add_option("--mask", o.mask, "Character mask video (white = character) instead of the built-in segmentation");
   cmd.add_option("--poses", o.poses, "poses.json (from `standin extract`) instead of the built-in pose tracker");
   cmd.add_option("--object-mask", o.object_mask, "Mask video of objects the character interacts with");

@@ -31,6 +31,7 @@ struct GenerateOptions {
   int window = 0;         // 0 = bundle default
   int overlap = -1;       // <0 = bundle default
   std::string sampler = "ddim";
+  std::string beta_schedule;  // empty = the bundle's (model.json scheduler.beta_schedule)
   std::string mask;         // --mask VIDEO (bring your own character mask)
   std::string poses;        // --poses FILE.json
   std::string object_mask;  // --object-mask VIDEO

@@ -26,6 +26,7 @@ const std::map<std::string, bool>& known_keys() {
       {"input", true},   {"reference", true}, {"output", true},  {"bundle", true},  {"device", true},
       {"dtype", true},   {"size", true},      {"steps", true},   {"cfg", true},     {"seed", true},
       {"window", true},  {"overlap", true},   {"sampler", true}, {"mask", true},    {"poses", true},
+      {"beta-schedule", true},
       {"object-mask", true}, {"person", true}, {"crf", true},    {"preview", true}, {"metrics", true},
       {"cache", true},   {"overwrite", false},
   };

@@ -460,6 +460,8 @@ Status run_generate(const GenerateRequest& req) {
   std::string sampler_name = req.sampler;
   std::replace(sampler_name.begin(), sampler_name.end(), '-', '_');
   STANDIN_ASSIGN_OR_RETURN(settings.sampler, diffusion::parse_sampler(sampler_name));
+  settings.beta_schedule = req.beta_schedule;
+  const std::string beta_schedule = settings.scheduler_config(config).beta_schedule;  // the one used
   settings.seed = req.seed;
   STANDIN_TRY(settings.validate(config));
   const cv::Size work(req.width > 0 ? req.width : config.width, req.height > 0 ? req.height : config.height);
@@ -589,7 +591,8 @@ Status run_generate(const GenerateRequest& req) {
         {"mode", req.mode == Mode::replace ? "replace" : "animate"}, {"device", req.device},
         {"dtype", std::string(c10::toString(bundle.dtype()))}, {"work", {work.width, work.height}},
         {"steps", settings.steps}, {"cfg", settings.cfg}, {"window", settings.window},
-        {"overlap", settings.overlap}, {"sampler", sampler_name}, {"seed", settings.seed}, {"person", req.person},
+        {"overlap", settings.overlap}, {"sampler", sampler_name}, {"beta_schedule", beta_schedule},
+        {"seed", settings.seed}, {"person", req.person},
         {"frames", analysis.frames.size()}, {"version", 1}};
     STANDIN_ASSIGN_OR_RETURN(auto c, RunCache::open(req.cache, key.dump(),
                                                     {req.input, req.reference, req.mask, req.poses, req.object_mask,
@@ -637,7 +640,8 @@ Status run_generate(const GenerateRequest& req) {
         {"frames", written}, {"source_size", {info.width, info.height}}, {"work_size", {work.width, work.height}},
         {"fps", {info.fps.num, info.fps.den}},
         {"settings", {{"steps", settings.steps}, {"cfg", settings.cfg}, {"window", settings.window},
-                      {"overlap", settings.overlap}, {"sampler", sampler_name}, {"seed", settings.seed}}},
+                      {"overlap", settings.overlap}, {"sampler", sampler_name},
+                      {"beta_schedule", beta_schedule}, {"seed", settings.seed}}},
         {"crop", {geometry.crop.x, geometry.crop.y, geometry.crop.width, geometry.crop.height}},
         {"seconds", {{"load_bundle", load_s}, {"analysis", analysis.seconds}, {"reference_prep", reference_prep_s},
                      {"reference_features", stats.reference_s}, {"conditions", stats.conditions_s},

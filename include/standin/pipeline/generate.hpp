@@ -29,6 +29,7 @@ struct GenerateRequest {
   int window = 0;             // 0 = the bundle's
   int overlap = -1;           // < 0 = the bundle's
   std::string sampler = "ddim";
+  std::string beta_schedule;  // empty = the bundle's (model.json scheduler.beta_schedule)
 
   std::string mask;         // character mask video (white = character)
   std::string poses;        // poses.json

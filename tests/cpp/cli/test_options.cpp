@@ -37,6 +37,16 @@ TEST(CommandLine, GlobalFlags) {
   EXPECT_EQ(out.command->generate.sampler, "dpmpp-2m");
 }
 
+TEST(CommandLine, BetaScheduleOverride) {
+  auto none = parse({"replace", "-i", "a", "-r", "b", "-o", "c"});
+  ASSERT_TRUE(none.command) << none.text;
+  EXPECT_EQ(none.command->generate.beta_schedule, "");  // the bundle's
+  auto linear = parse({"animate", "-i", "a", "-r", "b", "-o", "c", "--beta-schedule", "linear"});
+  ASSERT_TRUE(linear.command) << linear.text;
+  EXPECT_EQ(linear.command->generate.beta_schedule, "linear");
+  EXPECT_EQ(parse({"replace", "-i", "a", "-r", "b", "-o", "c", "--beta-schedule", "cosine"}).exit_code, 2);
+}
+
 TEST(CommandLine, UsageErrorsExitTwo) {
   EXPECT_EQ(parse({}).exit_code, 2);
   EXPECT_EQ(parse({"replace", "-i", "a", "-o", "c"}).exit_code, 2);              // no reference
