@@ -191,9 +191,11 @@ def run_stage(args, cfg_train: Dict, stage: Dict, model: StandinModel, state: Di
             sums[k] = sums.get(k, 0.0) + float(v)
         sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(gn)
         finished = step >= stage["steps"]
-        out_of_time = args.time_limit and time.time() - started > args.time_limit
-        stop = all_agree(bool(out_of_time) or args.max_steps_this_call and n_log >= args.max_steps_this_call, device) \
-            if (step % 10 == 0 or finished) else False
+        args.steps_done += 1
+        # every rank runs the same steps: the step cap needs no agreement, the clock does
+        stop = bool(args.max_steps_this_call) and args.steps_done >= args.max_steps_this_call
+        if args.time_limit and step % 10 == 0:
+            stop = stop or all_agree(time.time() - started > args.time_limit, device)
         if step % args.log_every == 0 or finished or stop:
             dt = time.time() - t_log
             rec = {"stage": name, "step": step, "lr": lr_at(stage, step - 1),
@@ -239,6 +241,7 @@ def main(argv=None) -> int:
                     help="stage.key=value, e.g. image.batch=8 (tests, quick experiments)")
     ap.add_argument("--ship", help="also write the shippable fp16 weights file here (at the end)")
     args = ap.parse_args(argv)
+    args.steps_done = 0
     started = time.time()
 
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
@@ -293,7 +296,9 @@ def main(argv=None) -> int:
             break
         state["stage_index"] += 1
         state["step"] = 0
-        if args.time_limit and time.time() - started > args.time_limit:
+        if args.time_limit and all_agree(time.time() - started > args.time_limit, device):
+            break
+        if args.max_steps_this_call and args.steps_done >= args.max_steps_this_call:
             break
 
     if is_main():

@@ -157,12 +157,11 @@ def shape_agnostic_mask(mask: np.ndarray, box: Sequence[int], k_h: int, k_w: int
     k_w = min(max(k_w, 1), bw_)
     bh = (bh_ + k_h - 1) // k_h
     bw = (bw_ + k_w - 1) // k_w
-    for yy in range(by, by + bh_, bh):
-        for xx in range(bx, bx + bw_, bw):
-            blk = mask[yy:min(yy + bh, by + bh_), xx:min(xx + bw, bx + bw_)]
-            mx = blk.max()
-            if mx > 0:
-                out[yy:min(yy + bh, by + bh_), xx:min(xx + bw, bx + bw_)] = mx
+    ny, nx = (bh_ + bh - 1) // bh, (bw_ + bw - 1) // bw
+    region = np.zeros((ny * bh, nx * bw), np.uint8)  # zero padding leaves every block's max alone
+    region[:bh_, :bw_] = mask[by:by + bh_, bx:bx + bw_]
+    blocks = region.reshape(ny, bh, nx, bw).max(axis=(1, 3))
+    out[by:by + bh_, bx:bx + bw_] = np.repeat(np.repeat(blocks, bh, axis=0), bw, axis=1)[:bh_, :bw_]
     return out
 
 
@@ -293,13 +292,15 @@ def render_depth_map(body: np.ndarray, size: Tuple[int, int], m: Optional[np.nda
 # ----------------------------------------------------------------------------- reference
 def reference_crop(person_box: Sequence[float], image_size: Tuple[int, int]) -> Tuple[int, int, int, int]:
     """tracker.analyze_reference: the person's box grown by 10 % a side, clipped to the image."""
-    x, y, w, h = person_box
-    mx, my = REFERENCE_MARGIN * w, REFERENCE_MARGIN * h
-    x0, y0 = math.floor(np.float32(x - mx)), math.floor(np.float32(y - my))
-    cw, ch = math.ceil(np.float32(w + 2 * mx)), math.ceil(np.float32(h + 2 * my))
+    x, y, w, h = (np.float32(v) for v in person_box)  # float32 throughout, as the C++ computes
+    mx, my = np.float32(REFERENCE_MARGIN) * w, np.float32(REFERENCE_MARGIN) * h
+    x0, y0 = math.floor(x - mx), math.floor(y - my)
+    cw, ch = math.ceil(w + np.float32(2) * mx), math.ceil(h + np.float32(2) * my)
     X0, Y0 = max(x0, 0), max(y0, 0)
     X1, Y1 = min(x0 + cw, image_size[0]), min(y0 + ch, image_size[1])
-    return (X0, Y0, max(0, X1 - X0), max(0, Y1 - Y0))
+    if X1 <= X0 or Y1 <= Y0:
+        return (0, 0, 0, 0)  # cv::Rect's empty intersection
+    return (X0, Y0, X1 - X0, Y1 - Y0)
 
 
 def prepare_reference(image: np.ndarray, crop: Sequence[int], work: Tuple[int, int],

@@ -54,6 +54,8 @@ class DataConfig:
     reference_white: float = 0.45             # reference background: white / plain colour / plate
     reference_plain: float = 0.15
     locomotion_probability: float = 0.5
+    identity_reuse: float = 0.75              # draw from the last few identities (their textures are baked)
+    identity_pool: int = 8
 
     @classmethod
     def from_dict(cls, d: Dict) -> "DataConfig":
@@ -133,13 +135,24 @@ class SampleMaker:
         self.reference_backgrounds = reference_backgrounds or backgrounds
         self.cfg = cfg
         self.split = split
+        self._recent: List = []
+
+    def _identity(self, rng):
+        """A new identity, or often one of the last few: baking an identity's textures costs more
+        than rendering it, and a batch still mixes many identities."""
+        cfg = self.cfg
+        if self._recent and rng.random() < cfg.identity_reuse:
+            return self._recent[int(rng.integers(len(self._recent)))]
+        ident = self.pack.sample_identity(rng, split=self.split)
+        self._recent = (self._recent + [ident])[-cfg.identity_pool:]
+        return ident
 
     # -- pieces ---------------------------------------------------------------------------
-    def _camera(self, rng, scale: float, origin: Tuple[float, float], azimuth: float, elevation: float,
-                fov: float):
-        return self.synth.Camera(azimuth_deg=azimuth, elevation_deg=elevation, scale=scale,
-                                 origin_px=(float(origin[0]), float(origin[1])), roll_deg=float(rng.normal(0, 1.5)),
-                                 fov_deg=fov)
+    def _camera(self, scale: float, origin: Tuple[float, float], azimuth: float, elevation: float,
+                fov: float, roll: float = 0.0):
+        return self.synth.Camera(azimuth_deg=float(azimuth), elevation_deg=float(elevation), scale=float(scale),
+                                 origin_px=(float(origin[0]), float(origin[1])), roll_deg=float(roll),
+                                 fov_deg=float(fov))
 
     def _light(self, rng):
         az = rng.uniform(0, 2 * math.pi)
@@ -157,74 +170,81 @@ class SampleMaker:
     def make(self, rng: np.random.Generator) -> Dict[str, np.ndarray]:
         cfg = self.cfg
         W, H, F, ss = cfg.width, cfg.height, cfg.frames, cfg.supersample
-        ident = self.pack.sample_identity(rng, split=self.split)
+        ident = self._identity(rng)
         fps = float(rng.choice(cfg.fps))
         locomotion = rng.random() < cfg.locomotion_probability
         kinds = ["locomotion"] if locomotion else None
-        motion = self.pack.sample_motion(rng, frames=F, fps=fps, split=self.split, kinds=kinds)
+        motion = self.pack.sample_motion(rng, frames=F, fps=fps, split=self.split, kinds=kinds, identity=ident)
         plate = self.backgrounds.get(rng)
         Hs, Ws = plate.shape[:2]
 
         # 1. the virtual source clip
         char_h = rng.uniform(*cfg.character_height) * Hs
-        scale = char_h / 4.1
+        scale = char_h / 4.3  # a man is ~4.3 world units tall
         azimuth = rng.uniform(0, 360)
         elevation = cfg.elevation_deg[0] + (cfg.elevation_deg[1] - cfg.elevation_deg[0]) * rng.beta(1.3, 2.0)
         fov = rng.uniform(*cfg.fov_deg)
         origin = (rng.uniform(0.2, 0.8) * Ws, rng.uniform(0.45, 0.95) * Hs)
-        speed = float(getattr(motion, "ground_speed", 0.0) or 0.0)
-        if not speed:
-            speed = rng.uniform(1.0, 2.0) if locomotion else 0.0
+        velocity = tuple(getattr(motion, "velocity", (0.0, 0.0))) if locomotion else (0.0, 0.0)
+        if locomotion and not any(velocity):
+            velocity = (0.0, rng.uniform(1.0, 2.0))
         drift = rng.normal(0, 0.15, 2)
-        heading = 0.0  # characters walk towards +z (their front) in model space
 
         def offset(t: float) -> Tuple[float, float]:
-            if locomotion:
-                return (speed * t * math.sin(heading), speed * t * math.cos(heading))
+            if locomotion:  # 0 A.D.'s cycles walk in place: move the character along the ground
+                return (velocity[0] * t, velocity[1] * t)
             return (float(drift[0] * t), float(drift[1] * t))
 
         virtual = int(rng.integers(cfg.virtual_clip_frames[0], cfg.virtual_clip_frames[1] + 1))
         virtual = max(virtual, F)
         first = int(rng.integers(0, virtual - F + 1))  # our F frames inside the virtual clip
-        cam = self._camera(rng, scale, origin, azimuth, elevation, fov)
+        roll = rng.normal(0, 1.5)
         light = self._light(rng)
 
         # framing: boxes of our frames from a cheap low-resolution pass; the rest of the virtual
         # clip by moving the first box along the trajectory's projection
         low = 4
-        cam_low = self._camera(rng, scale / low, (origin[0] / low, origin[1] / low), azimuth, elevation, fov)
+        cam_low = self._camera(scale / low, (origin[0] / low, origin[1] / low), azimuth, elevation, fov, roll)
+        low_size = (max(8, Ws // low), max(8, Hs // low))
         union = None
         first_box = None
-        first_anchor = None
         for f in range(F):
             t = (first + f) / fps
-            out = self._render(ident, motion.bones[f], cam_low, light, (max(8, Ws // low), max(8, Hs // low)),
-                               offset(t))
+            out = self._render(ident, motion.bones[f], cam_low, light, low_size, offset(t))
             b = _box_xywh(out.box)
             if b is None:
                 continue
             b = (b[0] * low - low, b[1] * low - low, b[2] * low + 2 * low, b[3] * low + 2 * low)
+            if not (0 <= b[0] + b[2] / 2 < Ws and 0 <= b[1] + b[3] / 2 < Hs):
+                raise RuntimeError("character walks out of the frame")
             union = _union(union, b)
             if first_box is None:
-                first_box, first_anchor = b, out.keypoints[1, :2] * low
+                first_box, first_t = b, t
         if union is None:
             raise RuntimeError("character not in view")
-        if virtual > F and first_box is not None:
-            # where the neck goes over the virtual clip, from the projection of the trajectory
+        if virtual > F:
+            # the rest of the virtual clip: the first box moved as the character's ground point moves
+            anchor = cam_low.project([[0.0, 0.0, 0.0]], low_size, offset(first_t))[0, :2]
             for t_frame in (0, virtual - 1):
-                t = t_frame / fps
-                out = self._render(ident, motion.bones[0], cam_low, light, (8, 8), offset(t))
-                shift = out.keypoints[1, :2] * low - first_anchor
-                moved = (first_box[0] + shift[0], first_box[1] + shift[1], first_box[2], first_box[3])
-                union = _union(union, moved)
-        g = C.fit_box((Ws, Hs), (W, H), union, 0.15)
+                p = cam_low.project([[0.0, 0.0, 0.0]], low_size, offset(t_frame / fps))[0, :2]
+                dx, dy = (p - anchor) * low
+                union = _union(union, (first_box[0] + dx, first_box[1] + dy, first_box[2], first_box[3]))
+        # replace's union box comes from masks inside the frame
+        x0, y0 = max(0.0, union[0]), max(0.0, union[1])
+        x1, y1 = min(float(Ws), union[0] + union[2]), min(float(Hs), union[1] + union[3])
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            raise RuntimeError("character not in view")
+        g = C.fit_box((Ws, Hs), (W, H), (x0, y0, x1 - x0, y1 - y0), 0.15)
         s = g.scale
 
-        # 2. our frames at work resolution (x supersample), through the crop
+        # 2. our frames at work resolution (x supersample), through the crop: the same camera,
+        # its image cropped and scaled (the renderer's focal length follows the image height,
+        # so the field of view shrinks with the crop)
         big = (W * ss, H * ss)
-        cam_w = self._camera(rng, scale * s * ss,
+        fov_work = math.degrees(2 * math.atan(g.crop[3] / Hs * math.tan(math.radians(fov) / 2)))
+        cam_w = self._camera(scale * s * ss,
                              ((origin[0] - g.crop[0]) * s * ss, (origin[1] - g.crop[1]) * s * ss),
-                             azimuth, elevation, fov)
+                             azimuth, elevation, fov_work, roll)
         background = C.to_work(plate, g)
         use_objects = rng.random() < cfg.object_probability
         agn_train = rng.random() >= cfg.inference_mask_probability
@@ -314,13 +334,13 @@ class SampleMaker:
 
     def _reference(self, rng, ident) -> Tuple[np.ndarray, np.ndarray]:
         cfg = self.cfg
-        motion = self.pack.sample_motion(rng, frames=1, fps=10.0, split=self.split)
-        rh = int(rng.integers(cfg.height * 2, cfg.height * 4))
+        motion = self.pack.sample_motion(rng, frames=1, fps=10.0, split=self.split, identity=ident)
+        rh = int(rng.integers(int(cfg.height * 1.2), cfg.height * 2 + 1))
         rw = int(rh * rng.uniform(0.5, 1.0))
         az = rng.normal(0, 35) if rng.random() < 0.7 else rng.uniform(0, 360)
         char_h = rh * rng.uniform(0.55, 0.85)
-        cam = self._camera(rng, char_h / 4.1, (rw * rng.uniform(0.4, 0.6), rh * rng.uniform(0.85, 0.95)),
-                           float(az), float(rng.uniform(0, 20)), float(rng.uniform(15, 40)))
+        cam = self._camera(char_h / 4.3, (rw * rng.uniform(0.4, 0.6), rh * rng.uniform(0.85, 0.95)),
+                           az, rng.uniform(0, 20), rng.uniform(15, 40), rng.normal(0, 1.5))
         out = self._render(ident, motion.bones[0], cam, self._light(rng), (rw, rh), supersample=1)
         u = rng.random()
         if u < cfg.reference_white:
@@ -330,7 +350,11 @@ class SampleMaker:
             bg[:] = rng.integers(150, 256, 3).astype(np.uint8)
         else:
             plate = self.reference_backgrounds.get(rng)
-            bg = C.to_work(plate, C.fit_frame_pad((plate.shape[1], plate.shape[0]), (rw, rh)))
+            ph, pw = plate.shape[:2]
+            k = min(pw / rw, ph / rh) * rng.uniform(0.4, 1.0)  # a random part of the plate
+            cw, ch = max(1, int(rw * k)), max(1, int(rh * k))
+            x, y = int(rng.integers(0, pw - cw + 1)), int(rng.integers(0, ph - ch + 1))
+            bg = cv2.resize(plate[y:y + ch, x:x + cw], (rw, rh), interpolation=cv2.INTER_AREA)
         img = np.clip(out.rgb.astype(np.float32) + bg.astype(np.float32) * (1 - out.alpha[..., None]) + 0.5,
                       0, 255).astype(np.uint8)
         box = _box_xywh(out.box)
