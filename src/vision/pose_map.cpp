@@ -1,4 +1,5 @@
 // BlazePose -> OpenPose-18 mapping and pose-map rendering (DWPose / Moore-AnimateAnyone style).
+#include <algorithm>
 #include <cmath>
 
 #include <opencv2/imgproc.hpp>
@@ -51,7 +52,7 @@ Body18 blazepose_to_openpose(const std::vector<Keypoint>& lm) {
   }
   const Keypoint& l = lm[11];
   const Keypoint& r = lm[12];
-  body[kNeck] = {0.5f * (l.x + r.x), 0.5f * (l.y + r.y), std::min(l.score, r.score)};
+  body[kNeck] = {0.5f * (l.x + r.x), 0.5f * (l.y + r.y), std::min(l.score, r.score), 0.5f * (l.z + r.z)};
   return body;
 }
 
@@ -70,30 +71,40 @@ bool shown(const Keypoint& k) {
   return k.score >= kPoseScoreThreshold && std::isfinite(k.x) && std::isfinite(k.y);
 }
 
+bool limb_shown(const Body18& body, size_t limb) {
+  return shown(body[kOpenPoseLimbs[limb][0]]) && shown(body[kOpenPoseLimbs[limb][1]]);
+}
+
+// The limb's ellipse between its two joints (canvas pixels), half-width `stick`.
+std::vector<cv::Point> limb_polygon(const Body18& body, size_t limb, const cv::Mat& m, int stick) {
+  const cv::Point2d a = transform(m, body[kOpenPoseLimbs[limb][0]]), b = transform(m, body[kOpenPoseLimbs[limb][1]]);
+  const cv::Point2d mid = 0.5 * (a + b);
+  const double length = std::hypot(a.x - b.x, a.y - b.y);
+  const double angle = std::atan2(a.y - b.y, a.x - b.x) * 180.0 / CV_PI;
+  std::vector<cv::Point> poly;
+  cv::ellipse2Poly(cv::Point(static_cast<int>(mid.x), static_cast<int>(mid.y)),
+                   cv::Size(static_cast<int>(length / 2), stick), static_cast<int>(angle), 0, 360, 1, poly);
+  return poly;
+}
+
+void draw_joint(cv::Mat& canvas, const Keypoint& k, const cv::Mat& m, int radius, const cv::Scalar& colour) {
+  const cv::Point2d p = transform(m, k);
+  cv::circle(canvas, cv::Point(static_cast<int>(p.x), static_cast<int>(p.y)), radius, colour, cv::FILLED, cv::LINE_8);
+}
+
 void draw_limbs(cv::Mat& canvas, const Body18& body, const cv::Mat& m, double dim, int stick = kPoseStickWidth) {
   for (size_t i = 0; i < kOpenPoseLimbs.size(); ++i) {
-    const Keypoint& ka = body[kOpenPoseLimbs[i][0]];
-    const Keypoint& kb = body[kOpenPoseLimbs[i][1]];
-    if (!shown(ka) || !shown(kb)) continue;
-    const cv::Point2d a = transform(m, ka), b = transform(m, kb);
-    const cv::Point2d mid = 0.5 * (a + b);
-    const double length = std::hypot(a.x - b.x, a.y - b.y);
-    const double angle = std::atan2(a.y - b.y, a.x - b.x) * 180.0 / CV_PI;
-    std::vector<cv::Point> poly;
-    cv::ellipse2Poly(cv::Point(static_cast<int>(mid.x), static_cast<int>(mid.y)),
-                     cv::Size(static_cast<int>(length / 2), stick), static_cast<int>(angle), 0, 360, 1, poly);
+    if (!limb_shown(body, i)) continue;
     const cv::Vec3b c = kOpenPoseColors[i];
-    cv::fillConvexPoly(canvas, poly, cv::Scalar(c[0] * dim, c[1] * dim, c[2] * dim), cv::LINE_8);
+    cv::fillConvexPoly(canvas, limb_polygon(body, i, m, stick), cv::Scalar(c[0] * dim, c[1] * dim, c[2] * dim), cv::LINE_8);
   }
 }
 
 void draw_joints(cv::Mat& canvas, const Body18& body, const cv::Mat& m, int radius = kPoseJointRadius) {
   for (int j = 0; j < kOpenPoseCount; ++j) {
     if (!shown(body[j])) continue;
-    const cv::Point2d p = transform(m, body[j]);
     const cv::Vec3b c = kOpenPoseColors[j];
-    cv::circle(canvas, cv::Point(static_cast<int>(p.x), static_cast<int>(p.y)), radius,
-               cv::Scalar(c[0], c[1], c[2]), cv::FILLED, cv::LINE_8);
+    draw_joint(canvas, body[j], m, radius, cv::Scalar(c[0], c[1], c[2]));
   }
 }
 
@@ -110,6 +121,54 @@ cv::Mat render_pose_map(const std::vector<Body18>& bodies, cv::Size canvas_size,
 
 cv::Mat render_pose_map(const Body18& body, cv::Size canvas, const cv::Mat& m) {
   return render_pose_map(std::vector<Body18>{body}, canvas, m);
+}
+
+std::optional<std::array<float, kOpenPoseCount>> joint_depth_values(const Body18& body) {
+  const Keypoint& rhip = body[kRHip];
+  const Keypoint& lhip = body[kLHip];
+  if (!shown(rhip) || !shown(lhip) || !std::isfinite(rhip.z) || !std::isfinite(lhip.z)) return std::nullopt;
+  // Float arithmetic in this order: conditions.py computes the same values in float32.
+  const float z0 = 0.5f * (rhip.z + lhip.z);
+  float top = std::numeric_limits<float>::infinity(), bottom = -std::numeric_limits<float>::infinity();
+  for (const Keypoint& k : body) {
+    if (!shown(k)) continue;
+    top = std::min(top, k.y);
+    bottom = std::max(bottom, k.y);
+  }
+  const float extent = std::max(bottom - top, 1.0f);
+  std::array<float, kOpenPoseCount> values{};
+  for (int j = 0; j < kOpenPoseCount; ++j) {
+    const float z = std::isfinite(body[j].z) ? body[j].z : z0;
+    values[j] = std::clamp(0.5f - 0.5f * (z - z0) / extent, 0.02f, 1.0f);
+  }
+  return values;
+}
+
+cv::Mat render_depth_map(const Body18& body, cv::Size canvas_size, const cv::Mat& m) {
+  cv::Mat canvas = cv::Mat::zeros(canvas_size, CV_32F);
+  std::array<float, kOpenPoseCount> values;
+  values.fill(0.5f);
+  if (const auto known = joint_depth_values(body)) values = *known;
+  // Every shown part with its value; limbs first, then joints (the pose map's drawing order).
+  struct Part {
+    float value;
+    int order;  // < 17: limb index; else 17 + joint index
+  };
+  std::vector<Part> parts;
+  const int limbs = static_cast<int>(kOpenPoseLimbs.size());
+  for (int i = 0; i < limbs; ++i)
+    if (limb_shown(body, i)) parts.push_back({0.5f * (values[kOpenPoseLimbs[i][0]] + values[kOpenPoseLimbs[i][1]]), i});
+  for (int j = 0; j < kOpenPoseCount; ++j)
+    if (shown(body[j])) parts.push_back({values[j], limbs + j});
+  // Far (small) first so nearer parts cover farther ones; ties keep the drawing order.
+  std::stable_sort(parts.begin(), parts.end(), [](const Part& a, const Part& b) { return a.value < b.value; });
+  for (const Part& p : parts) {
+    if (p.order < limbs)
+      cv::fillConvexPoly(canvas, limb_polygon(body, p.order, m, kPoseStickWidth), cv::Scalar(p.value), cv::LINE_8);
+    else
+      draw_joint(canvas, body[p.order - limbs], m, kPoseJointRadius, cv::Scalar(p.value));
+  }
+  return canvas;
 }
 
 void draw_skeleton(cv::Mat& rgb, const Body18& body, const cv::Mat& m, int stick_width, int joint_radius) {

@@ -1,5 +1,6 @@
 // poses.json reading (strict validation, errors name the field) and writing (streaming,
 // atomic). Schema: docs/VISION_CPP.md.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -43,8 +44,9 @@ Result<int64_t> get_int(const Ctx& c, const json& j, const std::string& field) {
   return c.err(field, "expected an integer, got " + (j.is_number() ? std::string("a fraction") : type_name(j)));
 }
 
+// [x, y, score] or [x, y, score, z] (z: Keypoint::z, written when known; absent = unknown).
 Result<Keypoint> get_keypoint(const Ctx& c, const json& j, const std::string& field) {
-  if (!j.is_array() || j.size() != 3) return c.err(field, "expected [x, y, score]");
+  if (!j.is_array() || (j.size() != 3 && j.size() != 4)) return c.err(field, "expected [x, y, score] or [x, y, score, z]");
   Keypoint k;
   STANDIN_ASSIGN_OR_RETURN(double x, get_number(c, j[0], field + "[0]"));
   STANDIN_ASSIGN_OR_RETURN(double y, get_number(c, j[1], field + "[1]"));
@@ -54,6 +56,11 @@ Result<Keypoint> get_keypoint(const Ctx& c, const json& j, const std::string& fi
   k.x = static_cast<float>(x);
   k.y = static_cast<float>(y);
   k.score = static_cast<float>(s);
+  if (j.size() == 4) {
+    STANDIN_ASSIGN_OR_RETURN(double z, get_number(c, j[3], field + "[3]"));
+    if (std::abs(z) > 1e7) return c.err(field + "[3]", "depth out of range");
+    k.z = static_cast<float>(z);
+  }
   return k;
 }
 
@@ -102,10 +109,13 @@ Result<PersonPose> get_person(const Ctx& c, const json& j, const std::string& fi
 }
 
 void append_kp(std::string& s, const Keypoint& k) {
-  char buf[96];
+  char buf[128];
   const float x = std::isfinite(k.x) ? k.x : 0.0f, y = std::isfinite(k.y) ? k.y : 0.0f;
   const float sc = std::isfinite(k.score) ? std::min(1.0f, std::max(0.0f, k.score)) : 0.0f;
-  std::snprintf(buf, sizeof buf, "[%.2f,%.2f,%.4f]", x, y, sc);
+  if (std::isfinite(k.z))  // unknown depth: the 3-number form
+    std::snprintf(buf, sizeof buf, "[%.2f,%.2f,%.4f,%.2f]", x, y, sc, std::clamp(k.z, -1e7f, 1e7f));
+  else
+    std::snprintf(buf, sizeof buf, "[%.2f,%.2f,%.4f]", x, y, sc);
   s += buf;
 }
 

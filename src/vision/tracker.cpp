@@ -36,7 +36,7 @@ struct Track {
   std::vector<Keypoint> landmarks;  // 33, smoothed, image pixels
   cv::Rect2f box;
   float score = 0;
-  std::vector<bp::OneEuroFilter> fx, fy;  // 35 each (last two: auxiliary)
+  std::vector<bp::OneEuroFilter> fx, fy, fz;  // 35 each (last two: auxiliary)
   std::vector<float> visibility;          // low-passed
   MaskRefiner refiner;
   // Latest segmentation in crop coordinates and the crop -> image transform.
@@ -49,6 +49,7 @@ struct Track {
 struct Pass {
   float flag = 0;
   std::vector<cv::Point2f> points;  // 35
+  std::vector<float> depth;         // 35, z in image pixels (the hips' mid-point = 0, nearer < 0)
   std::vector<float> visibility;    // 35, probabilities
   std::vector<float> presence;
   cv::Mat segmentation;             // crop coordinates
@@ -166,6 +167,7 @@ struct PersonTracker::Impl {
     Pass p;
     p.flag = out.pose_flag;
     p.points.resize(kBodyAndAux);
+    p.depth.resize(kBodyAndAux);
     p.visibility.resize(kBodyAndAux);
     p.presence.resize(kBodyAndAux);
     const int hm_w = out.heatmap_w, hm_h = out.heatmap_h;
@@ -197,6 +199,8 @@ struct PersonTracker::Impl {
         }
       }
       p.points[i] = bp::crop_to_image(roi, cs, {x, y});
+      // z is in the crop's x pixels (MediaPipe): to image pixels with the crop -> image scale.
+      p.depth[i] = v[2] * (roi.width / cs.width);
       p.visibility[i] = sigmoid(v[3]);
       p.presence[i] = sigmoid(v[4]);
     }
@@ -218,29 +222,35 @@ struct PersonTracker::Impl {
         }
         t.fx.emplace_back(oo);
         t.fy.emplace_back(oo);
+        t.fz.emplace_back(oo);
       }
       t.visibility.assign(kBodyAndAux, 0.0f);
     }
     if (t.fresh || !temporal || !options.smooth) {
       for (auto& f : t.fx) f.reset();
       for (auto& f : t.fy) f.reset();
+      for (auto& f : t.fz) f.reset();
       t.visibility.assign(p.visibility.begin(), p.visibility.end());
     }
     const cv::Rect2f raw_box = landmarks_box(p.points, kBlazePoseCount, cv::Size(1 << 20, 1 << 20));
     const float object_scale = std::max(1e-6f, 0.5f * (raw_box.width + raw_box.height));
     std::vector<cv::Point2f> pts(kBodyAndAux);
+    std::vector<float> depth(kBodyAndAux);
     for (int i = 0; i < kBodyAndAux; ++i) {
       if (temporal && options.smooth) {
         pts[i] = {t.fx[i].apply(p.points[i].x, dt, 1.0f / object_scale), t.fy[i].apply(p.points[i].y, dt, 1.0f / object_scale)};
+        depth[i] = t.fz[i].apply(p.depth[i], dt, 1.0f / object_scale);
         const float a = cfg().visibility_alpha;
         if (!t.fresh) t.visibility[i] = a * p.visibility[i] + (1 - a) * t.visibility[i];
       } else {
         pts[i] = p.points[i];
+        depth[i] = p.depth[i];
       }
     }
     t.fresh = false;
     t.landmarks.resize(kBlazePoseCount);
-    for (int i = 0; i < kBlazePoseCount; ++i) t.landmarks[i] = {pts[i].x, pts[i].y, std::clamp(t.visibility[i], 0.0f, 1.0f)};
+    for (int i = 0; i < kBlazePoseCount; ++i)
+      t.landmarks[i] = {pts[i].x, pts[i].y, std::clamp(t.visibility[i], 0.0f, 1.0f), depth[i]};
     t.roi = bp::roi_from_alignment(pts[33], pts[34], cfg().landmark_roi_scale);
     t.has_roi = t.roi.valid();
     t.box = landmarks_box(pts, kBlazePoseCount, frame);
@@ -483,10 +493,14 @@ Result<ReferenceAnalysis> PersonTracker::analyze_reference(const cv::Mat& rgb) {
   cv::Rect2f area = t.box;
   const cv::Rect mb = mask_bounding_box(ref.mask, 127);
   if (!mb.empty()) area |= cv::Rect2f(mb);
-  const float mx = 0.1f * area.width, my = 0.1f * area.height;
-  cv::Rect crop(cvFloor(area.x - mx), cvFloor(area.y - my), cvCeil(area.width + 2 * mx), cvCeil(area.height + 2 * my));
-  ref.crop = crop & cv::Rect(0, 0, rgb.cols, rgb.rows);
+  ref.crop = reference_crop(area, rgb.size());
   return ref;
+}
+
+cv::Rect reference_crop(const cv::Rect2f& area, cv::Size image) {
+  const float mx = 0.1f * area.width, my = 0.1f * area.height;
+  const cv::Rect crop(cvFloor(area.x - mx), cvFloor(area.y - my), cvCeil(area.width + 2 * mx), cvCeil(area.height + 2 * my));
+  return crop & cv::Rect(0, 0, image.width, image.height);
 }
 
 Result<ReferenceAnalysis> analyze_reference(const cv::Mat& rgb, const std::string& models_dir, const std::string& device,

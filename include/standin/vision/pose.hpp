@@ -9,7 +9,9 @@
 // detected has score 0.
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,9 @@ namespace standin::vision {
 struct Keypoint {
   float x = 0, y = 0;
   float score = 0;  // 0..1 (BlazePose: visibility; OpenPose neck: min of the two shoulders)
+  // Depth in source pixels (BlazePose's z scaled like x), origin at the hips' mid-point,
+  // smaller = nearer the camera; NaN = unknown (older poses.json files, other tools).
+  float z = std::numeric_limits<float>::quiet_NaN();
 };
 
 // OpenPose-18 ("COCO-18") body order used by the public Animate Anyone checkpoints.
@@ -33,7 +38,7 @@ constexpr int kOpenPoseCount = 18;
 constexpr int kBlazePoseCount = 33;
 using Body18 = std::array<Keypoint, kOpenPoseCount>;
 
-// BlazePose 33 -> OpenPose 18 (neck = mean of the shoulders, score = min of theirs).
+// BlazePose 33 -> OpenPose 18 (neck = mean of the shoulders' x, y and z, score = min of theirs).
 // `landmarks` must hold at least 33 entries; fewer gives an all-zero-score body.
 Body18 blazepose_to_openpose(const std::vector<Keypoint>& landmarks);
 // BlazePose index for each OpenPose joint (-1 for the neck, which is derived).
@@ -82,6 +87,17 @@ extern const std::array<cv::Vec3b, 18> kOpenPoseColors;  // RGB
 cv::Mat render_pose_map(const Body18& body, cv::Size canvas, const cv::Mat& source_to_canvas = {});
 // Same, several skeletons on one canvas (limbs of all people, dimmed, then all joints).
 cv::Mat render_pose_map(const std::vector<Body18>& bodies, cv::Size canvas, const cv::Mat& source_to_canvas = {});
+// The skeleton's relative depth (pose modulation's second input): the pose map's limb ellipses
+// and joint discs, each filled with its depth value (a limb: the mean of its joints' values),
+// drawn far to near (ties in the pose map's drawing order) so nearer parts cover farther ones.
+// Output: CV_32F of `canvas` size, 0 where nothing is drawn. scripts/standin_train/
+// conditions.py's render_depth_map is the same function (tests/python/test_train_conditions.py).
+cv::Mat render_depth_map(const Body18& body, cv::Size canvas, const cv::Mat& source_to_canvas = {});
+// Per-joint depth-map values in [0.02, 1]: 0.5 at the hips' mid depth, nearer = brighter, one
+// body height (the shown joints' vertical extent, at least 1 px) in front of the hips = 1; a
+// joint without z takes the hips' depth. nullopt when the depth is unknown (a hip hidden or
+// without z): render_depth_map then draws every part at 0.5.
+std::optional<std::array<float, kOpenPoseCount>> joint_depth_values(const Body18& body);
 // Draws the skeleton onto an existing RGB image in place (overlays; not dimmed). Thinner
 // sticks/joints suit small people in overlays.
 void draw_skeleton(cv::Mat& rgb, const Body18& body, const cv::Mat& source_to_canvas = {},

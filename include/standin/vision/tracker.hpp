@@ -74,6 +74,11 @@ class PersonTracker {
   std::unique_ptr<Impl> impl_;
 };
 
+// The reference crop of analyze_reference: the character's area (landmarks box joined with the
+// mask's box) grown by 10 % of its size on each side, outward to whole pixels, clipped to the
+// image. (scripts/standin_train/conditions.py's reference_crop ports it.)
+cv::Rect reference_crop(const cv::Rect2f& area, cv::Size image);
+
 // Convenience: one-shot reference analysis (creates a tracker).
 Result<ReferenceAnalysis> analyze_reference(const cv::Mat& rgb_image, const std::string& models_dir,
                                             const std::string& device, const TrackerOptions& options = {});
