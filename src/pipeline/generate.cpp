@@ -29,6 +29,7 @@
 #include "standin/diffusion/generator.hpp"
 #include "standin/media/image.hpp"
 #include "standin/media/video.hpp"
+#include "standin/pipeline/conditions.hpp"
 #include "standin/vision/mask.hpp"
 #include "standin/vision/pose.hpp"
 #include "standin/vision/tracker.hpp"
@@ -254,49 +255,18 @@ Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::Perso
 
 // --- reference ------------------------------------------------------------------------------
 
-struct PreparedReference {
-  at::Tensor image;  // [1,3,H,W] in [-1,1]
-  at::Tensor clip;   // [1,3,S,S] CLIP-normalised
-  cv::Mat work_rgb;  // for the preview
-};
-
-at::Tensor to_tensor_m11(const cv::Mat& rgb) {
-  cv::Mat f;
-  rgb.convertTo(f, CV_32FC3, 1.0 / 127.5, -1.0);
-  return at::from_blob(f.data, {1, f.rows, f.cols, 3}, at::kFloat).permute({0, 3, 1, 2}).contiguous();
-}
-
-Result<PreparedReference> prepare_reference(const GenerateRequest& req, const cv::Mat& image, cv::Size work,
+Result<ReferenceInputs> prepare_reference(const GenerateRequest& req, const cv::Mat& image, cv::Size work,
                                             int clip_size, std::optional<vision::PersonTracker>& tracker) {
-  cv::Rect2d box(0, 0, image.cols, image.rows);
+  cv::Rect box(0, 0, image.cols, image.rows);
   if (tracker) {
     STANDIN_ASSIGN_OR_RETURN(auto ref, tracker->analyze_reference(image));
     if (!ref.found)
       return Error::bad_input(req.reference + ": no person found in the reference image; use a picture that shows the character's body");
     box = ref.crop;
   }
-  // The reference keeps its aspect ratio: the crop is fitted into the work canvas over white,
-  // the background the public checkpoints' references mostly have.
-  const compose::WorkGeometry geometry = compose::fit_box(image.size(), work, box, 0.0);
-  PreparedReference out;
-  out.work_rgb = compose::to_work(image, geometry, cv::INTER_LINEAR, cv::Scalar::all(255));
-  out.image = to_tensor_m11(out.work_rgb);
-
-  // CLIP input: shortest side to S, centre crop, CLIP mean/std.
-  const cv::Mat crop = image(cv::Rect(box) & cv::Rect(0, 0, image.cols, image.rows));
-  const double s = static_cast<double>(clip_size) / std::min(crop.cols, crop.rows);
-  cv::Mat resized;
-  cv::resize(crop, resized, cv::Size(std::max(clip_size, static_cast<int>(std::lround(crop.cols * s))),
-                                     std::max(clip_size, static_cast<int>(std::lround(crop.rows * s)))),
-             0, 0, cv::INTER_CUBIC);
-  const cv::Mat centre = resized(cv::Rect((resized.cols - clip_size) / 2, (resized.rows - clip_size) / 2, clip_size, clip_size));
-  cv::Mat f;
-  centre.convertTo(f, CV_32FC3, 1.0 / 255);
-  auto clip = at::from_blob(f.data, {1, clip_size, clip_size, 3}, at::kFloat).permute({0, 3, 1, 2}).clone();
-  const auto mean = at::tensor({0.48145466f, 0.4578275f, 0.40821073f}).view({1, 3, 1, 1});
-  const auto std = at::tensor({0.26862954f, 0.26130258f, 0.27577711f}).view({1, 3, 1, 1});
-  out.clip = (clip - mean) / std;
-  return out;
+  auto prepared = reference_inputs(image, box, work, clip_size);
+  if (!prepared.ok()) return prepared.error().with_context(req.reference);
+  return prepared;
 }
 
 // --- pass 2: conditions ---------------------------------------------------------------------
@@ -346,8 +316,7 @@ class SceneConditions final : public diffusion::ConditionSource {
   Result<at::Tensor> pose(int64_t begin, int64_t end) override {
     const int H = geometry_.work.height, W = geometry_.work.width;
     at::Tensor out = at::zeros({end - begin, 3, H, W});
-    const cv::Mat affine = (cv::Mat_<double>(2, 3) << geometry_.scale(), 0, -geometry_.scale() * geometry_.crop.x, 0,
-                            geometry_.scale_y(), -geometry_.scale_y() * geometry_.crop.y);
+    const cv::Mat affine = source_to_work_affine(geometry_);
     for (int64_t i = begin; i < end; ++i) {
       const FrameTrack& track = analysis_.frames[static_cast<size_t>(i)];
       if (!track.present) continue;
@@ -355,6 +324,20 @@ class SceneConditions final : public diffusion::ConditionSource {
       cv::Mat f;
       map.convertTo(f, CV_32FC3, 1.0 / 255);
       out[i - begin] = at::from_blob(f.data, {H, W, 3}, at::kFloat).permute({2, 0, 1}).clone();
+    }
+    return out;
+  }
+
+  // Pose-modulation bundles: the skeleton's depth map, drawn like pose() (0 without a person).
+  Result<at::Tensor> depth(int64_t begin, int64_t end) override {
+    const int H = geometry_.work.height, W = geometry_.work.width;
+    at::Tensor out = at::zeros({end - begin, 1, H, W});
+    const cv::Mat affine = source_to_work_affine(geometry_);
+    for (int64_t i = begin; i < end; ++i) {
+      const FrameTrack& track = analysis_.frames[static_cast<size_t>(i)];
+      if (!track.present) continue;
+      const cv::Mat map = vision::render_depth_map(track.body, geometry_.work, affine);
+      out[i - begin] = at::from_blob(map.data, {1, H, W}, at::kFloat).clone();
     }
     return out;
   }
