@@ -17,9 +17,10 @@ mirrored relative to this; the pack builder converts them (see skeleton.py). Lic
 a pack: CC-BY-SA 3.0, Wildfire Games (pack.manifest["attribution"]). docs/SYNTH.md has the rest.
 """
 from .pack import AssetPack, Identity, Motion, PackError, Part  # noqa: F401
-from .renderer import Camera, Light, RenderOutput, keypoints_world, prepare, render  # noqa: F401
+from .renderer import (Camera, Light, RenderOutput, keypoints_world, posed_vertices,  # noqa: F401
+                       prepare, render)
 from .skeleton import BONE_NAMES, BONE_PARENTS, OPENPOSE_NAMES  # noqa: F401
 
 __all__ = ["AssetPack", "Identity", "Motion", "Part", "PackError", "Camera", "Light",
-           "RenderOutput", "render", "prepare", "keypoints_world", "BONE_NAMES",
+           "RenderOutput", "render", "prepare", "keypoints_world", "posed_vertices", "BONE_NAMES",
            "BONE_PARENTS", "OPENPOSE_NAMES"]

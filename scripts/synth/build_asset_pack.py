@@ -154,7 +154,7 @@ def collect_actors(src: ActorSource, names):
 
 # ---------------------------------------------------------------- meshes
 
-def encode_meshes(z, mesh_names, problems):
+def encode_meshes(read, mesh_names, problems):
     """Read, convert and quantise meshes; returns (records, arrays)."""
     records, pos, nrm, uv, bi, bw, faces, bind = [], [], [], [], [], [], [], []
     nv = nf = nb = 0
@@ -162,7 +162,7 @@ def encode_meshes(z, mesh_names, problems):
     for name in mesh_names:
         zname = mesh_zip_name(name)
         try:
-            m = read_pmd(z.read(zname), zname)
+            m = read_pmd(read(zname), zname)
         except KeyError:
             problems.append(f"mesh missing: {zname}")
             continue
@@ -219,7 +219,7 @@ def encode_meshes(z, mesh_names, problems):
 
 # ---------------------------------------------------------------- textures
 
-def encode_textures(z, tex_uses, names, problems):
+def encode_textures(read, tex_uses, names, problems):
     """tex_uses: texture -> set of material kinds that use it. Returns (records, blob, index)."""
     from PIL import Image
     records, chunks, index = [], [], {}
@@ -230,7 +230,7 @@ def encode_textures(z, tex_uses, names, problems):
             problems.append(f"texture missing: art/textures/skins/{tex}")
             continue
         try:
-            im = Image.open(io.BytesIO(z.read(zname)))
+            im = Image.open(io.BytesIO(read(zname)))
             im.load()
         except Exception as e:  # Pillow raises many types for undecodable DDS variants
             problems.append(f"{zname}: cannot decode ({e})")
@@ -298,7 +298,7 @@ def ground_velocity(bones: np.ndarray, frame_s: float):
     return float(v[0]), float(v[1])
 
 
-def encode_animations(z, names, problems):
+def encode_animations(read, names, problems):
     anims = sorted(n for n in names if n.startswith("art/animation/biped/")
                    and n.endswith(".psa") and not n.startswith(("art/animation/biped/rider/",
                                                                 "art/animation/biped/chariot/")))
@@ -306,7 +306,7 @@ def encode_animations(z, names, problems):
     off = 0
     for zname in anims:
         try:
-            a = read_psa(z.read(zname), zname)
+            a = read_psa(read(zname), zname)
         except FormatError as e:
             problems.append(str(e))
             continue
@@ -350,6 +350,8 @@ def split_textures(body_textures):
     for t in body_textures:
         fams.setdefault(texture_family(t), []).append(t)
     target = int(round(HOLDOUT_FRACTION * len(body_textures)))
+    if len(body_textures) >= 2:
+        target = max(1, target)
     test = set()
     for fam in _hash_order(list(fams)):
         if len(test) >= target:
@@ -363,7 +365,7 @@ def split_animations(records):
     test = set()
     for stratum in (True, False):
         group = [r["name"] for r in records if r["cycle"] == stratum]
-        k = max(1, int(round(HOLDOUT_FRACTION * len(group))))
+        k = max(1, int(round(HOLDOUT_FRACTION * len(group)))) if len(group) >= 2 else 0
         test.update(_hash_order(group)[:k])
     return test
 
@@ -371,11 +373,16 @@ def split_animations(records):
 # ---------------------------------------------------------------- main
 
 def build(source: str, out: str, workdir: str) -> dict:
-    t0 = time.time()
     z = open_source(source, workdir)
-    names = set(z.namelist())
+    return build_from_files(z.read, set(z.namelist()), out, os.path.basename(source))
+
+
+def build_from_files(read, names, out: str, source_name: str = "") -> dict:
+    """The pack from 0 A.D.'s files: ``read(name) -> bytes`` (KeyError when missing) and the set
+    of ``names`` (paths as inside public.zip, e.g. 'art/actors/units/...xml')."""
+    t0 = time.time()
     problems = []
-    src = ActorSource(lambda n: z.read(n))
+    src = ActorSource(read)
     roots, raw = collect_actors(src, names)
     log(f"{len(roots)} human unit actors, {len(raw)} actors with their props "
         f"({time.time() - t0:.1f} s)")
@@ -391,12 +398,12 @@ def build(source: str, out: str, workdir: str) -> dict:
                     mesh_names.add(v["mesh"])
                 if v["tex"]:
                     tex_uses.setdefault(v["tex"], set()).add(kind)
-    mesh_records, mesh_arrays, mesh_index = encode_meshes(z, sorted(mesh_names), problems)
+    mesh_records, mesh_arrays, mesh_index = encode_meshes(read, sorted(mesh_names), problems)
     log(f"{len(mesh_records)} meshes, {len(mesh_arrays['positions'])} vertices, "
         f"{len(mesh_arrays['faces'])} faces ({time.time() - t0:.1f} s)")
-    tex_records, tex_blob, tex_index = encode_textures(z, tex_uses, names, problems)
+    tex_records, tex_blob, tex_index = encode_textures(read, tex_uses, names, problems)
     log(f"{len(tex_records)} textures, {len(tex_blob) >> 10} KiB ({time.time() - t0:.1f} s)")
-    anim_records, anim_array, anim_index = encode_animations(z, names, problems)
+    anim_records, anim_array, anim_index = encode_animations(read, names, problems)
     log(f"{len(anim_records)} animations, {len(anim_array)} frames ({time.time() - t0:.1f} s)")
 
     # actors with names replaced by indices; props that are never drawn dropped
@@ -468,7 +475,7 @@ def build(source: str, out: str, workdir: str) -> dict:
     manifest = {
         "format": PACK_FORMAT, "version": PACK_VERSION,
         "licence": "CC-BY-SA-3.0", "attribution": ATTRIBUTION,
-        "source": os.path.basename(source),
+        "source": source_name,
         "convention": "world: right-handed, y up, character on y=0 facing +z, its left at +x",
         "bones": list(BONE_NAMES), "parents": list(BONE_PARENTS),
         "meshes": mesh_records, "textures": tex_records, "animations": anim_records,

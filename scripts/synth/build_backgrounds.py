@@ -194,7 +194,7 @@ def build(out: str, assets: str, quality: int = 88) -> dict:
         entry["size"] = [int(img.shape[1]), int(img.shape[0])]
         entry["jpeg_quality"] = q
         entries.append(entry)
-    manifest = {"format": "standin-synth-backgrounds", "version": 1, "items": entries}
+    manifest = {"format": "standin-synth-backgrounds", "version": 1, "files": entries}
     with open(os.path.join(out, "backgrounds.json"), "w") as fh:
         json.dump(manifest, fh, indent=1)
     total = sum(len(b) for b in blobs)

@@ -49,11 +49,12 @@ def bone_palette(states, inv_bind, out_anim, out_skin):
 
 @njit(cache=True)
 def skin_project(pos, nrm, bidx, bw, palette, view, fpx, ox, oy, light, ambient, diffuse,
-                 out_xy, out_z, out_shade):
+                 out_xy, out_z, out_shade, out_cam):
     """Skin vertices with the palette [K,3,4] (vertices without bones stay put), transform by
     view [3,4] (world -> camera: x right, y up, z forward) and project:
     x = ox + fpx * cx / cz, y = oy - fpx * cy / cz. out_shade = ambient + diffuse * max(0, n.l)
-    with the skinned normal turned towards the camera first (two-sided lighting)."""
+    with the skinned normal turned towards the camera first (two-sided lighting); out_cam =
+    camera-space positions."""
     for v in range(pos.shape[0]):
         x, y, z = pos[v, 0], pos[v, 1], pos[v, 2]
         nx, ny, nz = nrm[v, 0], nrm[v, 1], nrm[v, 2]
@@ -95,6 +96,9 @@ def skin_project(pos, nrm, bidx, bw, palette, view, fpx, ox, oy, light, ambient,
         lam = qx * light[0] + qy * light[1] + qz * light[2]
         out_shade[v] = ambient + diffuse * (lam if lam > 0.0 else 0.0)
         out_z[v] = cz
+        out_cam[v, 0] = cx
+        out_cam[v, 1] = cy
+        out_cam[v, 2] = cz
         if cz > 1e-9:
             out_xy[v, 0] = ox + fpx * cx / cz
             out_xy[v, 1] = oy - fpx * cy / cz
@@ -142,7 +146,7 @@ def keypoints_world(bones, head_prop, face_offsets, body_bones, out):
                 out[i, k] = head[k, 0] * fx + head[k, 1] * fy + head[k, 2] * fz + head[k, 3]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _texel_alpha(tex, off, w, h, u, v):
     x = int(math.floor(u * w)) % w
     y = int(math.floor(v * h)) % h
@@ -151,15 +155,18 @@ def _texel_alpha(tex, off, w, h, u, v):
 
 @njit(cache=True)
 def rasterize(xy, z, uv, faces, tri_part, part_alpha_test, tex, tex_off, tex_w, tex_h, near,
-              zbuf, tri_buf, b1buf, b2buf):
-    """Z-buffer pass. Per covered sample: nearest camera depth, triangle id and its
-    perspective-correct barycentrics of corners 1 and 2. Alpha-tested parts (transparent
-    materials) skip samples whose texel alpha < 128."""
-    H, W = zbuf.shape
+              izbuf, tri_buf, b1buf, b2buf, bbox):
+    """Depth-buffer pass. Per covered sample: 1 / camera depth of the nearest surface (0 where
+    empty), triangle id (-1 where empty) and the perspective-correct barycentrics of its
+    corners 1 and 2. Alpha-tested parts (transparent materials) skip samples whose texel
+    alpha < 128. bbox[:] = first row, last row, first column, last column written
+    (bbox[0] > bbox[1] when nothing was)."""
+    H, W = izbuf.shape
     for r in range(H):
         for c in range(W):
-            zbuf[r, c] = np.inf
+            izbuf[r, c] = 0.0
             tri_buf[r, c] = -1
+    rlo, rhi, clo, chi = H, -1, W, -1
     for t in range(faces.shape[0]):
         i0, i1, i2 = faces[t, 0], faces[t, 1], faces[t, 2]
         z0, z1, z2 = z[i0], z[i1], z[i2]
@@ -220,9 +227,9 @@ def rasterize(xy, z, uv, faces, tri_part, part_alpha_test, tex, tex_off, tex_w, 
                 if w0 < 0.0 or w1 < 0.0 or w2 < 0.0:
                     continue
                 izp = w0 * iz0 + w1 * iz1 + w2 * iz2
-                zp = 1.0 / izp
-                if zp >= zbuf[r, c]:
+                if izp <= izbuf[r, c]:
                     continue
+                zp = 1.0 / izp
                 p1 = w1 * iz1 * zp
                 p2 = w2 * iz2 * zp
                 if atest:
@@ -231,13 +238,22 @@ def rasterize(xy, z, uv, faces, tri_part, part_alpha_test, tex, tex_off, tex_w, 
                     v = p0 * uv[i0, 1] + p1 * uv[i1, 1] + p2 * uv[i2, 1]
                     if _texel_alpha(tex, tex_off[part], tex_w[part], tex_h[part], u, v) < 128:
                         continue
-                zbuf[r, c] = zp
+                izbuf[r, c] = izp
                 tri_buf[r, c] = t
                 b1buf[r, c] = p1
                 b2buf[r, c] = p2
+                if r < rlo:
+                    rlo = r
+                if r > rhi:
+                    rhi = r
+                if c < clo:
+                    clo = c
+                if c > chi:
+                    chi = c
+    bbox[0], bbox[1], bbox[2], bbox[3] = rlo, rhi, clo, chi
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _wrap(i, n):
     if i < 0 or i >= n:
         i %= n
@@ -245,22 +261,68 @@ def _wrap(i, n):
 
 
 @njit(cache=True)
-def shade_resolve(zbuf, tri_buf, b1buf, b2buf, faces, tri_part, part_is_object, uv, shade, tex,
-                  tex_off, tex_w, tex_h, tint, ss, depth_origin, depth_scale, out_rgb,
-                  out_alpha, out_props, out_depth):
-    """Colour every covered sample (bilinear texture x interpolated vertex shade x tint) and
-    average ss x ss samples per output pixel. out_rgb uint8 premultiplied (never above
-    255 * alpha), out_alpha/out_props coverage, out_depth = min over covered samples of
-    (z - depth_origin) * depth_scale, else +inf."""
-    Ho, Wo = out_alpha.shape
-    inv = 1.0 / (ss * ss)
+def _shade_sample(t, p1, p2, faces, tri_part, uv, shade, tex, tex_off, tex_w, tex_h):
+    """Texture (bilinear, wrapping) x interpolated vertex shade, 0..255 scale."""
+    p0 = 1.0 - p1 - p2
+    i0, i1, i2 = faces[t, 0], faces[t, 1], faces[t, 2]
+    part = tri_part[t]
+    u = p0 * uv[i0, 0] + p1 * uv[i1, 0] + p2 * uv[i2, 0]
+    v = p0 * uv[i0, 1] + p1 * uv[i1, 1] + p2 * uv[i2, 1]
+    k = p0 * shade[i0] + p1 * shade[i1] + p2 * shade[i2]
+    w = tex_w[part]
+    h = tex_h[part]
+    off = tex_off[part]
+    fx = u * w - 0.5
+    fy = v * h - 0.5
+    xf = math.floor(fx)
+    yf = math.floor(fy)
+    ax = fx - xf
+    ay = fy - yf
+    xa = _wrap(int(xf), w)
+    ya = _wrap(int(yf), h)
+    xb = xa + 1
+    if xb == w:
+        xb = 0
+    yb = ya + 1
+    if yb == h:
+        yb = 0
+    o00 = off + (ya * w + xa) * 4
+    o01 = off + (ya * w + xb) * 4
+    o10 = off + (yb * w + xa) * 4
+    o11 = off + (yb * w + xb) * 4
+    w00 = (1 - ax) * (1 - ay) * k
+    w01 = ax * (1 - ay) * k
+    w10 = (1 - ax) * ay * k
+    w11 = ax * ay * k
+    cr = w00 * tex[o00] + w01 * tex[o01] + w10 * tex[o10] + w11 * tex[o11]
+    cg = w00 * tex[o00 + 1] + w01 * tex[o01 + 1] + w10 * tex[o10 + 1] + w11 * tex[o11 + 1]
+    cb = w00 * tex[o00 + 2] + w01 * tex[o01 + 2] + w10 * tex[o10 + 2] + w11 * tex[o11 + 2]
+    return cr, cg, cb
+
+
+@njit(cache=True)
+def shade_resolve(izbuf, tri_buf, b1buf, b2buf, faces, tri_part, part_is_object, uv, shade, tex,
+                  tex_off, tex_w, tex_h, tint, ss, depth_origin, depth_scale, r0, r1, c0, c1,
+                  out_rgb, out_alpha, out_props, out_depth):
+    """Average ss x ss samples per output pixel, shading each triangle once per pixel (at its
+    first sample there; multisample anti-aliasing): colour = bilinear texture x interpolated
+    vertex shade x tint, clipped to 1. out_rgb uint8 premultiplied (never above 255 * alpha),
+    out_alpha/out_props coverage, out_depth = min over covered samples of
+    (z - depth_origin) * depth_scale, else +inf. Only output rows r0..r1-1 and columns
+    c0..c1-1 are written (the caller fills the rest as empty)."""
+    n = ss * ss
+    inv = 1.0 / n
     t0, t1, t2 = tint[0] / 255.0, tint[1] / 255.0, tint[2] / 255.0
-    for ro in range(Ho):
-        for co in range(Wo):
-            sr = sg = sb = 0.0
+    tris = np.empty(n, np.int64)
+    cnt = np.empty(n, np.int64)
+    first_r = np.empty(n, np.int64)
+    first_c = np.empty(n, np.int64)
+    for ro in range(r0, r1):
+        for co in range(c0, c1):
+            m = 0
             cov = 0
             pcov = 0
-            dmin = np.inf
+            izmax = 0.0
             for dy in range(ss):
                 r = ro * ss + dy
                 for dx in range(ss):
@@ -269,63 +331,46 @@ def shade_resolve(zbuf, tri_buf, b1buf, b2buf, faces, tri_part, part_is_object, 
                     if t < 0:
                         continue
                     cov += 1
-                    part = tri_part[t]
-                    if part_is_object[part]:
+                    if part_is_object[tri_part[t]]:
                         pcov += 1
-                    zz = zbuf[r, c]
-                    if zz < dmin:
-                        dmin = zz
-                    p1 = b1buf[r, c]
-                    p2 = b2buf[r, c]
-                    p0 = 1.0 - p1 - p2
-                    i0, i1, i2 = faces[t, 0], faces[t, 1], faces[t, 2]
-                    u = p0 * uv[i0, 0] + p1 * uv[i1, 0] + p2 * uv[i2, 0]
-                    v = p0 * uv[i0, 1] + p1 * uv[i1, 1] + p2 * uv[i2, 1]
-                    k = p0 * shade[i0] + p1 * shade[i1] + p2 * shade[i2]
-                    w = tex_w[part]
-                    h = tex_h[part]
-                    off = tex_off[part]
-                    fx = u * w - 0.5
-                    fy = v * h - 0.5
-                    xf = math.floor(fx)
-                    yf = math.floor(fy)
-                    ax = fx - xf
-                    ay = fy - yf
-                    xa = _wrap(int(xf), w)
-                    ya = _wrap(int(yf), h)
-                    xb = xa + 1
-                    if xb == w:
-                        xb = 0
-                    yb = ya + 1
-                    if yb == h:
-                        yb = 0
-                    o00 = off + (ya * w + xa) * 4
-                    o01 = off + (ya * w + xb) * 4
-                    o10 = off + (yb * w + xa) * 4
-                    o11 = off + (yb * w + xb) * 4
-                    w00 = (1 - ax) * (1 - ay) * k
-                    w01 = ax * (1 - ay) * k
-                    w10 = (1 - ax) * ay * k
-                    w11 = ax * ay * k
-                    cr = (w00 * tex[o00] + w01 * tex[o01] + w10 * tex[o10] + w11 * tex[o11]) * t0
-                    cg = (w00 * tex[o00 + 1] + w01 * tex[o01 + 1] + w10 * tex[o10 + 1]
-                          + w11 * tex[o11 + 1]) * t1
-                    cb = (w00 * tex[o00 + 2] + w01 * tex[o01 + 2] + w10 * tex[o10 + 2]
-                          + w11 * tex[o11 + 2]) * t2
-                    sr += cr if cr < 1.0 else 1.0
-                    sg += cg if cg < 1.0 else 1.0
-                    sb += cb if cb < 1.0 else 1.0
+                    iz = izbuf[r, c]
+                    if iz > izmax:
+                        izmax = iz
+                    j = 0
+                    while j < m and tris[j] != t:
+                        j += 1
+                    if j == m:
+                        tris[m] = t
+                        cnt[m] = 1
+                        first_r[m] = r
+                        first_c[m] = c
+                        m += 1
+                    else:
+                        cnt[j] += 1
             a = cov * inv
             out_alpha[ro, co] = a
             out_props[ro, co] = pcov * inv
-            if cov > 0:
-                out_depth[ro, co] = (dmin - depth_origin) * depth_scale
-                cap = math.floor(255.0 * a + 1e-6)
-                out_rgb[ro, co, 0] = min(math.floor(255.0 * sr * inv + 0.5), cap)
-                out_rgb[ro, co, 1] = min(math.floor(255.0 * sg * inv + 0.5), cap)
-                out_rgb[ro, co, 2] = min(math.floor(255.0 * sb * inv + 0.5), cap)
-            else:
+            if cov == 0:
                 out_depth[ro, co] = np.inf
                 out_rgb[ro, co, 0] = 0
                 out_rgb[ro, co, 1] = 0
                 out_rgb[ro, co, 2] = 0
+                continue
+            sr = sg = sb = 0.0
+            for j in range(m):
+                r = first_r[j]
+                c = first_c[j]
+                cr, cg, cb = _shade_sample(tris[j], b1buf[r, c], b2buf[r, c], faces, tri_part,
+                                           uv, shade, tex, tex_off, tex_w, tex_h)
+                cr *= t0
+                cg *= t1
+                cb *= t2
+                f = cnt[j]
+                sr += f * (cr if cr < 1.0 else 1.0)
+                sg += f * (cg if cg < 1.0 else 1.0)
+                sb += f * (cb if cb < 1.0 else 1.0)
+            out_depth[ro, co] = (1.0 / izmax - depth_origin) * depth_scale
+            cap = math.floor(255.0 * a + 1e-6)
+            out_rgb[ro, co, 0] = min(math.floor(255.0 * sr * inv + 0.5), cap)
+            out_rgb[ro, co, 1] = min(math.floor(255.0 * sg * inv + 0.5), cap)
+            out_rgb[ro, co, 2] = min(math.floor(255.0 * sb * inv + 0.5), cap)

@@ -40,7 +40,7 @@ def side_colour(name: str):
 def load_backgrounds(directory: str, split: str):
     import cv2
     with open(os.path.join(directory, "backgrounds.json")) as f:
-        items = json.load(f)["items"]
+        items = json.load(f)["files"]
     chosen = [e for e in items if split == "all" or e["split"] == split] or items
     return [(e["file"], cv2.imread(os.path.join(directory, e["file"]))) for e in chosen]
 

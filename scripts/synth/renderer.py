@@ -15,6 +15,7 @@ Conventions (docs/SYNTH.md has the long version):
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,7 @@ _KP_TOLERANCE = np.array([FACE_DEPTH_TOLERANCE if n in FACE_KEYPOINTS else JOINT
                           for n in OPENPOSE_NAMES])
 
 __all__ = ["Camera", "Light", "RenderOutput", "render", "prepare", "skeleton_world",
-           "keypoints_world"]
+           "keypoints_world", "posed_vertices"]
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,13 @@ class Camera:
         m[:, 3] = rot @ (off - eye)
         return m
 
-    def project(self, points, size, world_offset=(0.0, 0.0)) -> np.ndarray:
+    def project(self, points, size, world_offset=(0.0, 0.0), view=None) -> np.ndarray:
         """Character-space points [N,3] -> [N,3]: x, y (output pixels), depth (pixel units,
-        relative to the origin's depth)."""
-        w, h = size
+        relative to the origin's depth). ``view``: view_matrix(size[1], world_offset) if
+        already computed."""
+        h = size[1]
         p = np.asarray(points, np.float64).reshape(-1, 3)
-        v = self.view_matrix(h, world_offset)
+        v = self.view_matrix(h, world_offset) if view is None else view
         cam = p @ v[:, :3].T + v[:, 3]
         f = self.focal_px(h)
         z = np.maximum(cam[:, 2], 1e-9)
@@ -258,23 +260,23 @@ def prepare(pack, ident) -> Kit:
 def _palette(kit: Kit, bones: np.ndarray):
     """Bone transforms [46,3,4], skinning + part palette [46 + parts, 3, 4]."""
     nparts = len(kit.part_parent)
-    anim = np.zeros((NUM_BONES, 3, 4))
+    anim = np.empty((NUM_BONES, 3, 4))
     pal = np.zeros((NUM_BONES + nparts, 3, 4))
     kernels.bone_palette(np.ascontiguousarray(bones, np.float64), kit.inv_bind, anim,
                          pal[:NUM_BONES])
-    full = np.zeros((nparts, 4, 4))
-    full[:, 3, 3] = 1.0
-    full[0, :3, :3] = np.eye(3)
+    full = [None] * nparts
     for k in range(1, nparts):
         local, bone = kit.part_prop[k]
         parent = kit.part_parent[k]
-        if parent == 0 and bone >= 0:
-            base = np.eye(4)
-            base[:3] = anim[bone]
-        else:
-            base = full[parent]
-        full[k] = base @ local
-        pal[NUM_BONES + k] = full[k][:3]
+        if parent == 0 and bone >= 0:  # hangs on a bone of the skeleton
+            m = anim[bone] @ local
+        elif parent == 0:  # on the body's origin
+            m = local[:3]
+        else:  # on another prop
+            m = full[parent][:, :3] @ local[:3]
+            m[:, 3] += full[parent][:, 3]
+        full[k] = m
+        pal[NUM_BONES + k] = m
     return anim, pal
 
 
@@ -292,6 +294,19 @@ def keypoints_world(kit_or_head_prop, bones: np.ndarray) -> np.ndarray:
     kernels.keypoints_world(np.asarray(bones, np.float64), head_prop, _FACE_OFFSETS,
                             _KP_BONES, out)
     return out
+
+
+_local = threading.local()
+
+
+def _sample_buffers(hs: int, ws: int):
+    """Per-thread sample buffers, reused between calls of the same size (no page faults)."""
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None or bufs[0].shape != (hs, ws):
+        bufs = (np.empty((hs, ws), np.float64), np.empty((hs, ws), np.int32),
+                np.empty((hs, ws), np.float32), np.empty((hs, ws), np.float32))
+        _local.bufs = bufs
+    return bufs
 
 
 def render(pack, ident, bones: np.ndarray, cam: Camera, light: Light = Light(),
@@ -312,41 +327,60 @@ def render(pack, ident, bones: np.ndarray, cam: Camera, light: Light = Light(),
     xy = np.empty((nv, 2), np.float64)
     zc = np.empty(nv, np.float64)
     shade = np.empty(nv, np.float64)
+    cam_xyz = np.empty((nv, 3), np.float64)
     ldir = np.asarray(light.direction, np.float64)
     ldir = ldir / max(float(np.linalg.norm(ldir)), 1e-12)
     kernels.skin_project(kit.positions, kit.normals, kit.bone_indices, kit.bone_weights, pal,
                          view, fpx * ss, ox * ss, oy * ss, ldir, float(light.ambient),
-                         float(light.diffuse), xy, zc, shade)
+                         float(light.diffuse), xy, zc, shade, cam_xyz)
     hs, ws = h * ss, w * ss
-    zbuf = np.empty((hs, ws), np.float64)
-    tri = np.empty((hs, ws), np.int32)
-    b1 = np.empty((hs, ws), np.float32)
-    b2 = np.empty((hs, ws), np.float32)
+    izbuf, tri, b1, b2 = _sample_buffers(hs, ws)
+    bbox = np.empty(4, np.int64)
     kernels.rasterize(xy, zc, kit.uvs, kit.faces, kit.tri_part, kit.part_alpha_test, kit.tex,
-                      kit.tex_off, kit.tex_w, kit.tex_h, NEAR_FRACTION * dist, zbuf, tri, b1, b2)
-    rgb = np.empty((h, w, 3), np.uint8)
-    alpha = np.empty((h, w), np.float32)
-    props = np.empty((h, w), np.float32)
-    depth = np.empty((h, w), np.float32)
-    kernels.shade_resolve(zbuf, tri, b1, b2, kit.faces, kit.tri_part, kit.part_is_object,
-                          kit.uvs, shade, kit.tex, kit.tex_off, kit.tex_w, kit.tex_h,
-                          np.asarray(light.tint, np.float64), ss, dist, float(cam.scale), rgb,
-                          alpha, props, depth)
-    kp = keypoints_2d(kit, bones, cam, (w, h), world_offset, depth)
-    cols = np.flatnonzero(alpha.max(axis=0) > 0)
-    rows = np.flatnonzero(alpha.max(axis=1) > 0)
-    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1) if len(cols) \
-        else (0, 0, 0, 0)
+                      kit.tex_off, kit.tex_w, kit.tex_h, NEAR_FRACTION * dist, izbuf, tri, b1, b2,
+                      bbox)
+    rgb = np.zeros((h, w, 3), np.uint8)
+    alpha = np.zeros((h, w), np.float32)
+    props = np.zeros((h, w), np.float32)
+    depth = np.full((h, w), np.inf, np.float32)
+    box = (0, 0, 0, 0)
+    if bbox[0] <= bbox[1]:
+        r0, r1 = int(bbox[0]) // ss, int(bbox[1]) // ss + 1
+        c0, c1 = int(bbox[2]) // ss, int(bbox[3]) // ss + 1
+        box = (c0, r0, c1, r1)
+        kernels.shade_resolve(izbuf, tri, b1, b2, kit.faces, kit.tri_part, kit.part_is_object,
+                              kit.uvs, shade, kit.tex, kit.tex_off, kit.tex_w, kit.tex_h,
+                              np.asarray(light.tint, np.float64), ss, dist, float(cam.scale),
+                              r0, r1, c0, c1, rgb, alpha, props, depth)
+    kp = keypoints_2d(kit, bones, cam, (w, h), world_offset, depth, view)
     return RenderOutput(rgb=rgb, alpha=alpha, props_alpha=props, depth=depth, keypoints=kp,
                         box=box)
 
 
-def keypoints_2d(kit, bones, cam: Camera, size, world_offset, depth: np.ndarray) -> np.ndarray:
+def posed_vertices(pack, ident, bones: np.ndarray):
+    """Skinned vertices of every part in character space, [V,3], and each vertex's part index
+    [V] (parts as in ident.parts): the same skinning the renderer uses."""
+    kit = prepare(pack, ident)
+    _, pal = _palette(kit, np.asarray(bones, np.float64))
+    nv = len(kit.positions)
+    ident_view = np.zeros((3, 4))
+    ident_view[:, :3] = np.eye(3)
+    out = np.empty((nv, 3))
+    kernels.skin_project(kit.positions, kit.normals, kit.bone_indices, kit.bone_weights, pal,
+                         ident_view, 1.0, 0.0, 0.0, np.array([0.0, 1.0, 0.0]), 0.5, 0.5,
+                         np.empty((nv, 2)), np.empty(nv), np.empty(nv), out)
+    part = np.concatenate([np.full(len(pack.mesh(p.mesh)["positions"]), k, np.int64)
+                           for k, p in enumerate(ident.parts)])
+    return out, part
+
+
+def keypoints_2d(kit, bones, cam: Camera, size, world_offset, depth: np.ndarray,
+                 view=None) -> np.ndarray:
     """[18,4]: x, y, depth (pixel units) and visibility: 1 when inside the image and not behind
     the drawn surface at its pixel by more than the tolerance (joints lie inside the body, so
     they get a larger tolerance than the face points on its surface)."""
     w, h = size
-    p = cam.project(keypoints_world(kit, bones), size, world_offset)
+    p = cam.project(keypoints_world(kit, bones), size, world_offset, view)
     out = np.zeros((18, 4), np.float32)
     out[:, :3] = p
     c = np.floor(p[:, 0]).astype(np.int64)
