@@ -30,7 +30,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from synth.actors import (ActorSource, anim_zip_name, material_kind, mesh_zip_name,  # noqa: E402
+from synth.actors import (ActorSource, material_kind, mesh_zip_name,  # noqa: E402
                           texture_zip_names)
 from synth.formats import FormatError, read_pmd, read_psa  # noqa: E402
 from synth.pack import (ANIMATIONS_FILE, MANIFEST_FILE, MESHES_FILE, PACK_FORMAT,  # noqa: E402
@@ -263,6 +263,8 @@ def anim_kind(name: str) -> str:
     base = name.rsplit("/", 1)[-1]
     if "death" in base:
         return "death"
+    if "/fisher/" in f"/{name}" and "move" in base:
+        return "other"  # rowing a fishing boat, not walking
     if base.startswith("idle") or "_idle" in base or base.startswith("idle_carry"):
         return "idle"
     if base.startswith("carry_") or any(w in base for w in LOCOMOTION_WORDS):
@@ -488,8 +490,9 @@ def build_from_files(read, names, out: str, source_name: str = "") -> dict:
         f.write(encode_animation_blob(anim_array, [r["off"] for r in anim_records]))
     with open(os.path.join(out, TEXTURES_FILE), "wb") as f:
         f.write(tex_blob)
-    with gzip.open(os.path.join(out, MANIFEST_FILE), "wt", compresslevel=9) as f:
-        json.dump(manifest, f, separators=(",", ":"))
+    with open(os.path.join(out, MANIFEST_FILE), "wb") as raw:  # mtime 0: same bytes each build
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as f:
+            f.write(json.dumps(manifest, separators=(",", ":")).encode())
     sizes = {n: os.path.getsize(os.path.join(out, n)) for n in
              (MANIFEST_FILE, MESHES_FILE, ANIMATIONS_FILE, TEXTURES_FILE)}
     counts["bytes"] = sizes

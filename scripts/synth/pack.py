@@ -16,11 +16,11 @@ import os
 import struct
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from .skeleton import NUM_BONES, quat_slerp_linear
+from .skeleton import quat_slerp_linear
 
 PACK_FORMAT = "standin-synth-pack"
 PACK_VERSION = 1

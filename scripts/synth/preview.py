@@ -79,7 +79,7 @@ def make_sheet(pack, backgrounds, split="train", seed=0, count=24, tile=(160, 24
         az = float(rng.choice([0.0, 0.0, 90.0, 180.0, 270.0]) + rng.uniform(-25, 25)) \
             if k % 2 == 0 else float(rng.uniform(0, 360))
         cam = Camera(azimuth_deg=az, elevation_deg=float(rng.uniform(0, 30)),
-                     scale=float(h * rng.uniform(0.16, 0.19)),
+                     scale=float(h * rng.uniform(0.14, 0.17)),
                      origin_px=(w / 2 + float(rng.uniform(-8, 8)), h * 0.93),
                      fov_deg=float(rng.uniform(20, 40)))
         light = Light(direction=(float(rng.uniform(-1, 1)), float(rng.uniform(0.3, 1.0)),

@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from synth.formats import Animation, FormatError, Mesh, PropPoint, read_pmd, read_psa, \
+from synth.formats import FormatError, Mesh, PropPoint, read_pmd, read_psa, \
     write_pmd, write_psa
 from synth.pack import decode_animation_blob, encode_animation_blob
 

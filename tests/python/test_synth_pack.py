@@ -59,6 +59,7 @@ def test_split_rules():
     assert anim_kind("biped/gatherer/carry_grain_m.dae") == "walk"
     assert anim_kind("biped/gatherer/idle_carry_grain_m.dae") == "idle"
     assert anim_kind("biped/infantry/death_a.dae") == "death"
+    assert anim_kind("biped/fisher/gaul_move.dae") == "other"  # rowing, in a boat
 
 
 def test_identity_parts_and_state(pack):
