@@ -239,8 +239,9 @@ class AssetPack:
     # ---- identities
     def _choose(self, actor: dict, rng, selections, tex_ok):
         """One variant per group (the game's rule: a variant named in ``selections`` wins, else a
-        draw weighted by frequency, else the first), merged in group order."""
-        out = {"mesh": -1, "tex": -1, "color": None, "props": OrderedDict(), "anims": {}}
+        draw weighted by frequency, else the first), merged in group order: the last mesh,
+        texture and colour win; props as the game's multimap (see below)."""
+        out = {"mesh": -1, "tex": -1, "color": None, "props": [], "anims": {}}
         for group in actor["groups"]:
             cands = list(range(len(group)))
             if tex_ok is not None:
@@ -262,10 +263,11 @@ class AssetPack:
                 out["tex"] = v["tex"]
             if v["color"] is not None:
                 out["color"] = v["color"]
-            for attach, prop, obj in v["props"]:
-                out["props"].pop(attach, None)
-                if prop:
-                    out["props"][attach] = (prop, obj)
+            # the game keeps props in a multimap: a variant first drops every prop at the attach
+            # points it names, then adds its own (several may share one attach point)
+            named = {attach for attach, _, _ in v["props"]}
+            out["props"] = [p for p in out["props"] if p[0] not in named]
+            out["props"] += [(attach, prop, obj) for attach, prop, obj in v["props"] if prop]
             names = {n for n, _ in v["anims"]}
             for n in names:
                 out["anims"][n] = [i for m, i in v["anims"] if m == n]
@@ -286,7 +288,7 @@ class AssetPack:
                           color=color, parent=parent, attach=attach, is_object=is_object,
                           actor=path))
         me = len(parts) - 1
-        for attach2, (prop, obj) in r["props"].items():
+        for attach2, prop, obj in r["props"]:
             self._add_parts(prop, rng, selections, parts, me, attach2, is_object or obj, None,
                             depth + 1)
         return r

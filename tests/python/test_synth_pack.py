@@ -72,6 +72,29 @@ def test_identity_parts_and_state(pack):
     assert hash(ident) == hash(dataclasses.replace(ident))
 
 
+def test_variant_merge_follows_the_game(pack):
+    def variant(name="", freq=1, mesh=-1, tex=-1, props=(), anims=()):
+        return {"name": name, "freq": freq, "mesh": mesh, "tex": tex, "props": list(props),
+                "color": None, "anims": list(anims)}
+    base = variant(mesh=3, props=[["head", "head_a", False], ["head", "helmet_b", False],
+                                  ["weapon_R", "spear", True]])
+    actor = {"groups": [[base],
+                        [variant("a", 1, tex=5), variant("b", 0, tex=6)],
+                        [variant("Idle", 1), variant("carry", 0, props=[["weapon_R", "", False],
+                                                                        ["back", "basket", True]])]]}
+    rng = np.random.default_rng(0)
+    r = pack._choose(actor, rng, set(), None)
+    # two props at one attach point in one variant both stay; frequency 0 is never drawn
+    assert r["props"] == [("head", "head_a", False), ("head", "helmet_b", False),
+                          ("weapon_R", "spear", True)]
+    assert (r["mesh"], r["tex"]) == (3, 5)
+    # a selected state variant wins; an empty prop removes, a new one adds
+    r = pack._choose(actor, rng, {"carry", "b"}, None)
+    assert r["tex"] == 6
+    assert r["props"] == [("head", "head_a", False), ("head", "helmet_b", False),
+                          ("back", "basket", True)]
+
+
 def test_walk_cycles_walk_in_place_with_measured_velocity(pack):
     walk = [a for a in pack.animations if a["kind"] == "walk"]
     assert walk and all(a["cycle"] for a in walk)
