@@ -154,12 +154,13 @@ def _texel_alpha(tex, off, w, h, u, v):
 
 
 @njit(cache=True)
-def rasterize(xy, z, uv, faces, tri_part, part_alpha_test, tex, tex_off, tex_w, tex_h, near,
-              izbuf, tri_buf, b1buf, b2buf, bbox):
+def rasterize(xy, z, uv, faces, tri_part, part_alpha_test, part_cull, tex, tex_off, tex_w, tex_h,
+              near, izbuf, tri_buf, b1buf, b2buf, bbox):
     """Depth-buffer pass. Per covered sample: 1 / camera depth of the nearest surface (0 where
     empty), triangle id (-1 where empty) and the perspective-correct barycentrics of its
     corners 1 and 2. Alpha-tested parts (transparent materials) skip samples whose texel
-    alpha < 128. bbox[:] = first row, last row, first column, last column written
+    alpha < 128. Parts with part_cull set drop triangles seen from behind (counter-clockwise
+    seen from outside is the front), as the game does for opaque materials. bbox[:] = first row, last row, first column, last column written
     (bbox[0] > bbox[1] when nothing was)."""
     H, W = izbuf.shape
     for r in range(H):
@@ -178,6 +179,11 @@ def rasterize(xy, z, uv, faces, tri_part, part_alpha_test, tex, tex_off, tex_w, 
         area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
         if abs(area) < 1e-12:
             continue
+        part = tri_part[t]
+        # y points down the image and the camera frame is mirrored, so a counter-clockwise-out
+        # triangle seen from the front has a negative signed area here
+        if area > 0.0 and part_cull[part]:
+            continue
         cmin = max(int(math.ceil(min(x0, min(x1, x2)) - 0.5)), 0)
         cmax = min(int(math.floor(max(x0, max(x1, x2)) - 0.5)), W - 1)
         rmin = max(int(math.ceil(min(y0, min(y1, y2)) - 0.5)), 0)
@@ -186,7 +192,6 @@ def rasterize(xy, z, uv, faces, tri_part, part_alpha_test, tex, tex_off, tex_w, 
             continue
         inv_area = 1.0 / area
         iz0, iz1, iz2 = 1.0 / z0, 1.0 / z1, 1.0 / z2
-        part = tri_part[t]
         atest = part_alpha_test[part]
         # barycentrics are affine in the sample position: w = a * cx + b * cy + k
         a0 = (y1 - y2) * inv_area

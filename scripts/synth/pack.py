@@ -23,7 +23,7 @@ import numpy as np
 from .skeleton import quat_slerp_linear
 
 PACK_FORMAT = "standin-synth-pack"
-PACK_VERSION = 1
+PACK_VERSION = 2  # 2: triangles counter-clockwise seen from outside (culling)
 MANIFEST_FILE = "pack.json.gz"
 MESHES_FILE = "meshes.npz"
 ANIMATIONS_FILE = "animations.bin"

@@ -138,6 +138,7 @@ class Kit:
     faces: np.ndarray
     tri_part: np.ndarray
     part_alpha_test: np.ndarray
+    part_cull: np.ndarray
     part_is_object: np.ndarray
     tex: np.ndarray
     tex_off: np.ndarray
@@ -246,6 +247,7 @@ def prepare(pack, ident) -> Kit:
               faces=np.ascontiguousarray(np.concatenate(faces), np.int32),
               tri_part=np.concatenate(tri_part),
               part_alpha_test=np.array(alpha_test, np.bool_),
+              part_cull=~np.array(alpha_test, np.bool_),  # the game culls opaque materials only
               part_is_object=np.array(is_obj, np.bool_),
               tex=np.concatenate(texs), tex_off=np.array(tex_off, np.int64),
               tex_w=np.array(tex_w, np.int64), tex_h=np.array(tex_h, np.int64),
@@ -336,9 +338,9 @@ def render(pack, ident, bones: np.ndarray, cam: Camera, light: Light = Light(),
     hs, ws = h * ss, w * ss
     izbuf, tri, b1, b2 = _sample_buffers(hs, ws)
     bbox = np.empty(4, np.int64)
-    kernels.rasterize(xy, zc, kit.uvs, kit.faces, kit.tri_part, kit.part_alpha_test, kit.tex,
-                      kit.tex_off, kit.tex_w, kit.tex_h, NEAR_FRACTION * dist, izbuf, tri, b1, b2,
-                      bbox)
+    kernels.rasterize(xy, zc, kit.uvs, kit.faces, kit.tri_part, kit.part_alpha_test,
+                      kit.part_cull, kit.tex, kit.tex_off, kit.tex_w, kit.tex_h,
+                      NEAR_FRACTION * dist, izbuf, tri, b1, b2, bbox)
     rgb = np.zeros((h, w, 3), np.uint8)
     alpha = np.zeros((h, w), np.float32)
     props = np.zeros((h, w), np.float32)

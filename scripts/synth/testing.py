@@ -74,7 +74,10 @@ def box(center, size, uv_rect, bone):
                 pos.append(p)
                 nrm.append(n)
                 uvs.append((u0 + (da + 1) / 2 * (u1 - u0), v0 + (db + 1) / 2 * (v1 - v0)))
-            faces += [(base, base + 1, base + 2), (base, base + 2, base + 3)]
+            if sign > 0:  # counter-clockwise seen from outside
+                faces += [(base, base + 1, base + 2), (base, base + 2, base + 3)]
+            else:
+                faces += [(base, base + 2, base + 1), (base, base + 3, base + 2)]
     nv = len(pos)
     bi = np.full((nv, 4), 255, np.uint8)
     bw = np.zeros((nv, 4), np.float32)
@@ -86,6 +89,8 @@ def box(center, size, uv_rect, bone):
 
 
 def merge(boxes) -> Mesh:
+    """One mesh in FILE convention: like the game's files, triangles are clockwise seen from
+    outside in right-handed terms (the boxes are built counter-clockwise, so they are flipped)."""
     pos, nrm, uvs, bi, bw, faces = [], [], [], [], [], []
     n = 0
     for p, q, t, i, w, f in boxes:
@@ -98,7 +103,8 @@ def merge(boxes) -> Mesh:
         n += len(p)
     return Mesh(positions=np.concatenate(pos), normals=np.concatenate(nrm),
                 uvs=np.concatenate(uvs), bone_indices=np.concatenate(bi),
-                bone_weights=np.concatenate(bw), faces=np.concatenate(faces).astype(np.uint16),
+                bone_weights=np.concatenate(bw),
+                faces=np.concatenate(faces)[:, [0, 2, 1]].astype(np.uint16),
                 bind_pose=np.zeros((0, 7), np.float32))
 
 

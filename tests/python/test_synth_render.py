@@ -68,6 +68,10 @@ def test_coverage_where_the_geometry_projects(pack, ident, bind):
     x0, y_top, _ = front_projection(cam, (-0.3, 3.3, 0.2))
     x1, y_bot, _ = front_projection(cam, (0.3, 2.1, 0.2))
     assert (out.alpha[int(y_top) + 1:int(y_bot), int(x0) + 1:int(x1)] == 1.0).all()
+    # what is seen there is the torso's front face (z = +0.2), not its inside: back faces of
+    # opaque materials are culled as in the game, and the depth buffer keeps the nearest
+    _, yc, _ = front_projection(cam, (0.0, 2.7, 0.2))
+    assert out.depth[int(yc), int(cam.origin_px[0])] == pytest.approx(-0.2 * cam.scale, abs=0.05)
     # nothing beyond the shield (the outermost part, |x| < 0.75) or above the head (y 4.1)
     xl, _, _ = front_projection(cam, (-0.9, 2.5, 0.5))
     xr, _, _ = front_projection(cam, (0.9, 2.5, 0.5))
