@@ -11,9 +11,11 @@
 #include "commands.hpp"
 #include "standin/core/log.hpp"
 #include "standin/pipeline/generate.hpp"
+#include "standin/core/files.hpp"
 #include "standin/core/output.hpp"
 #include "standin/core/progress.hpp"
 #include "standin/media/video.hpp"
+#include "standin/pipeline/memory.hpp"
 #include "standin/vision/tracker.hpp"
 
 namespace standin::cli {
@@ -80,6 +82,13 @@ Status run_extract(const CommandLine& line) {
 
   STANDIN_ASSIGN_OR_RETURN(auto reader, media::VideoReader::open(o.input));
   const media::VideoInfo info = reader.info();
+  // Frames this large cannot be analysed and encoded three times over on this machine: say so
+  // before loading the models, not after the first frames fill the memory.
+  STANDIN_TRY(pipeline::check_memory(
+      {{o.input + ": " + std::to_string(info.width) + "x" + std::to_string(info.height) + " frames",
+        static_cast<double>(info.width) * info.height * pipeline::kExtractBytesPerPixel, ExitCode::bad_input,
+        "scale the video down first (e.g. ffmpeg -i IN -vf scale=1920:-2 OUT)"}},
+      memory_budget_bytes(), pipeline::resident_bytes()));
 
   vision::TrackerOptions topt;
   topt.target_track = person;
@@ -92,12 +101,25 @@ Status run_extract(const CommandLine& line) {
 
   // The folder is made only once input and models are known to be good.
   std::error_code ec;
-  if (!fs::exists(o.output_dir, ec)) {
+  const auto folder = fs::status(o.output_dir, ec);
+  bool created_folder = false;
+  if (!fs::exists(folder)) {
     fs::create_directories(o.output_dir, ec);
     if (ec) return Error::bad_input(o.output_dir + ": cannot create the output folder (" + ec.message() + ")");
-  } else if (!fs::is_directory(o.output_dir, ec)) {
-    return Error::bad_input(o.output_dir + ": exists and is not a folder");
+    created_folder = true;
+  } else if (!fs::is_directory(folder)) {
+    return Error::bad_input(o.output_dir + ": exists and is not a folder; give a folder for the outputs");
   }
+  // A failed extract leaves nothing behind, not even the folder it made (once it is empty
+  // again: the outputs' temporaries are removed before this runs, being declared later).
+  struct RemoveIfEmpty {
+    std::string path;
+    bool armed;
+    ~RemoveIfEmpty() {
+      std::error_code ignored;
+      if (armed && fs::is_empty(path, ignored)) fs::remove(path, ignored);
+    }
+  } folder_guard{o.output_dir, created_folder};
   const std::string out_json = (fs::path(o.output_dir) / "poses.json").string();
   const std::string out_pose = (fs::path(o.output_dir) / "pose.mp4").string();
   const std::string out_mask = (fs::path(o.output_dir) / "mask.mp4").string();
@@ -112,16 +134,23 @@ Status run_extract(const CommandLine& line) {
   pinfo.fps_den = info.fps.den;
   pinfo.source = o.input;
   pinfo.models = "blazepose_" + topt.landmark_model;
-  STANDIN_ASSIGN_OR_RETURN(auto poses, vision::PosesJsonWriter::open(out_json, pinfo));
+  STANDIN_ASSIGN_OR_RETURN(auto poses, vision::PosesJsonWriter::open(out_json, pinfo, line.global.overwrite));
 
   media::WriterOptions wopt;
   wopt.fps = info.fps.valid() ? info.fps : media::Rational{25, 1};
   wopt.time_base = info.time_base;
   wopt.preset = "veryfast";
-  AtomicOutput pose_out(out_pose), mask_out(out_mask), overlay_out(out_overlay);
-  STANDIN_ASSIGN_OR_RETURN(auto pose_writer, media::VideoWriter::open(pose_out.temp_path(), info.width, info.height, wopt));
-  STANDIN_ASSIGN_OR_RETURN(auto mask_writer, media::VideoWriter::open(mask_out.temp_path(), info.width, info.height, wopt));
-  STANDIN_ASSIGN_OR_RETURN(auto overlay_writer, media::VideoWriter::open(overlay_out.temp_path(), info.width, info.height, wopt));
+  STANDIN_ASSIGN_OR_RETURN(auto pose_out, AtomicOutput::create(out_pose, line.global.overwrite));
+  STANDIN_ASSIGN_OR_RETURN(auto mask_out, AtomicOutput::create(out_mask, line.global.overwrite));
+  STANDIN_ASSIGN_OR_RETURN(auto overlay_out, AtomicOutput::create(out_overlay, line.global.overwrite));
+  const auto open_writer = [&](const AtomicOutput& out) {
+    media::WriterOptions named = wopt;
+    named.name_in_messages = out.destination();
+    return media::VideoWriter::open(out.temp_path(), info.width, info.height, named);
+  };
+  STANDIN_ASSIGN_OR_RETURN(auto pose_writer, open_writer(pose_out));
+  STANDIN_ASSIGN_OR_RETURN(auto mask_writer, open_writer(mask_out));
+  STANDIN_ASSIGN_OR_RETURN(auto overlay_writer, open_writer(overlay_out));
 
   log::info("extract: {} ({}x{}, {} frames{}) -> {}", o.input, info.width, info.height, info.frame_count,
                info.frame_count_exact ? "" : " est.", o.output_dir);
@@ -161,6 +190,8 @@ Status run_extract(const CommandLine& line) {
     progress.advance();
   }
   progress.finish();
+  if (frames == 0)  // nothing was committed: outputs of an empty video would only mislead
+    return Error::bad_input(o.input + ": the video track has no frames that decode; nothing was written");
   STANDIN_TRY(pose_writer.finish());
   STANDIN_TRY(mask_writer.finish());
   STANDIN_TRY(overlay_writer.finish());
@@ -169,6 +200,7 @@ Status run_extract(const CommandLine& line) {
   STANDIN_TRY(pose_out.commit());
   STANDIN_TRY(mask_out.commit());
   STANDIN_TRY(overlay_out.commit());
+  folder_guard.armed = false;
 
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   log::info("extract: {} frames in {:.1f} s ({:.2f} frames/s; tracker alone {:.2f} frames/s), {} track(s)", frames, total_s,

@@ -1,15 +1,20 @@
 // standin's entry point: parse, configure logging, dispatch, map errors to exit codes.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
-
+#include <filesystem>
+#include <string>
+#include <vector>
 
 #include "commands.hpp"
 #include "standin/core/log.hpp"
 #include "standin/core/output.hpp"
 #include "standin/core/progress.hpp"
+#include "standin/pipeline/batch.hpp"
 
 namespace {
 // OpenMP threads that spin while waiting starve each other on busy or small machines (a
@@ -20,13 +25,58 @@ void prefer_passive_openmp_waits(char** argv) {
   setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   execv("/proc/self/exe", argv);  // on failure, carry on as we are
 }
+
+// `standin batch` runs each job with its arguments in an inherited descriptor (NUL-separated)
+// instead of argv, which the kernel limits (128 KB per argument). Empty when not a batch job.
+std::vector<std::string> arguments_from_batch() {
+  const char* fd_text = std::getenv(standin::pipeline::kArgumentsFdVariable);
+  if (fd_text == nullptr) return {};
+  const int fd = std::atoi(fd_text);
+  unsetenv(standin::pipeline::kArgumentsFdVariable);  // not for the processes this one starts
+  std::string bytes;
+  char buffer[1 << 16];
+  while (true) {
+    const ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    bytes.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  std::vector<std::string> arguments;
+  size_t start = 0;
+  for (size_t end; (end = bytes.find('\0', start)) != std::string::npos; start = end + 1)
+    arguments.push_back(bytes.substr(start, end - start));
+  return arguments;
+}
+
+bool wants_json_log(const std::vector<const char*>& argv) {
+  for (size_t i = 1; i < argv.size(); ++i)
+    if (std::strcmp(argv[i], "--log-json") == 0) return true;
+  return false;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace standin;
   prefer_passive_openmp_waits(argv);
-  const cli::ParseOutcome parsed = cli::parse_command_line(argc, argv);
+  const std::vector<std::string> batch_arguments = arguments_from_batch();
+  std::vector<const char*> args(argv, argv + argc);
+  if (!batch_arguments.empty()) {
+    args.resize(1);
+    for (const auto& a : batch_arguments) args.push_back(a.c_str());
+  }
+  const cli::ParseOutcome parsed = cli::parse_command_line(static_cast<int>(args.size()), args.data());
   if (!parsed.command) {
+    if (parsed.exit_code != 0 && wants_json_log(args)) {  // batch drivers parse every error line
+      log::configure(log::Format::json, 0);
+      std::string message = parsed.text;
+      if (message.rfind("error: ", 0) == 0) message = message.substr(7);
+      while (!message.empty() && message.back() == '\n') message.pop_back();
+      for (size_t at; (at = message.find("\nRun")) != std::string::npos;) message.replace(at, 4, "; run");
+      for (size_t at; (at = message.find('\n')) != std::string::npos;) message.replace(at, 1, "; ");
+      log::error("{}", message);
+      return parsed.exit_code;
+    }
     std::fputs(parsed.text.c_str(), parsed.exit_code == 0 ? stdout : stderr);
     return parsed.exit_code;
   }
@@ -50,6 +100,9 @@ int main(int argc, char** argv) {
     }
   } catch (const std::bad_alloc&) {
     status = Error::runtime("out of host memory; lower --size or --window");
+  } catch (const std::filesystem::filesystem_error& e) {
+    // Stages check the filesystem with error codes; this is the backstop, still naming the path.
+    status = Error::bad_input(e.path1().string() + ": " + e.code().message());
   } catch (const std::exception& e) {
     // Stages return errors as values; reaching here is a bug, but the user still gets one line.
     status = Error::runtime(std::string("internal error: ") + e.what());

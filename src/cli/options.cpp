@@ -1,12 +1,49 @@
 #include "options.hpp"
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <sstream>
 
 #include <torch/version.h>
 
 namespace standin::cli {
 namespace {
+
+// CLI::Range lets NaN through (every comparison with NaN is false) and the integer
+// conversions clamp: these read the text itself, so a value is exact or refused (exit 2).
+CLI::Validator finite_number(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(v) || errno == ERANGE)
+          return "must be a finite number, got '" + text + "'";
+        if (v < lo || v > hi) {
+          std::ostringstream range;
+          range << lo << ".." << hi;
+          return "must be in " + range.str() + ", got " + text;
+        }
+        return std::string();
+      },
+      "FLOAT");
+}
+
+CLI::Validator seed_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const std::string max = std::to_string(INT64_MAX);
+        const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+        const std::string trimmed = digits ? text.substr(std::min(text.find_first_not_of('0'), text.size() - 1)) : text;
+        if (!digits || trimmed.size() > max.size() || (trimmed.size() == max.size() && trimmed > max))
+          return "must be a whole number in 0.." + max + ", got '" + text + "'";
+        return std::string();
+      },
+      "UINT");
+}
 
 void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) {
   auto* input = cmd.add_option("-i,--input", o.input,
@@ -22,8 +59,10 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   cmd.add_option("--size", o.size, "Work resolution WxH (default: the bundle's)");
   cmd.add_option("--steps", o.steps, "Denoising steps (default: the bundle's)")->check(CLI::Range(1, 1000));
-  cmd.add_option("--cfg", o.cfg, "Classifier-free guidance scale (default: the bundle's)")->check(CLI::Range(0.0, 50.0));
-  cmd.add_option("--seed", o.seed, "Random seed; same seed and device give the same output")->capture_default_str();
+  cmd.add_option("--cfg", o.cfg, "Classifier-free guidance scale (default: the bundle's)")->check(finite_number(0.0, 50.0));
+  cmd.add_option("--seed", o.seed, "Random seed; same seed and device give the same output")
+      ->check(seed_number())
+      ->capture_default_str();
   cmd.add_option("--window", o.window, "Frames per temporal window")->check(CLI::Range(1, 256));
   cmd.add_option("--overlap", o.overlap, "Frames shared by neighbouring windows")->check(CLI::Range(0, 255));
   cmd.add_option("--sampler", o.sampler, "ddim | dpmpp-2m")
@@ -51,6 +90,18 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
 }
 
 }  // namespace
+
+std::map<std::string, bool> generate_long_options() {
+  CLI::App app;
+  GenerateOptions ignored;
+  add_generate_options(app, ignored, /*needs_source=*/false);
+  std::map<std::string, bool> names;
+  for (const CLI::Option* option : app.get_options()) {
+    for (const auto& name : option->get_lnames())
+      if (name != "help") names[name] = option->get_type_size() != 0;
+  }
+  return names;
+}
 
 std::string version_string() {
   std::ostringstream out;
@@ -98,7 +149,8 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   compare->add_option("b", line.compare.b, "Second video")->required();
   compare->add_option("--mask", line.compare.mask, "Mask video: also report inside/outside");
   compare->add_flag("--json", line.compare.json, "Print JSON");
-  compare->add_option("--min-psnr", line.compare.min_psnr, "Exit 1 if whole-frame PSNR is lower (dB)");
+  compare->add_option("--min-psnr", line.compare.min_psnr, "Exit 1 if whole-frame PSNR is lower (dB)")
+      ->check(finite_number(0.0, 1000.0));
 
   auto* batch = app.add_subcommand("batch", "Run many replace/animate jobs from a JSON-lines file");
   batch->add_option("jobs", line.batch.jobs, "JOBS.jsonl")->required();

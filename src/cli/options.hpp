@@ -1,6 +1,7 @@
 #pragma once
 // The command line as plain data. Parsing lives in options.cpp so tests can check it without
 // running anything; main.cpp only dispatches.
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -104,5 +105,9 @@ Result<int> parse_person(const std::string& text);
 Result<std::pair<int, int>> parse_shard(const std::string& text);
 
 std::string version_string();
+
+// The long options of replace/animate (without "--"), with whether each takes a value: what
+// batch job keys must match (pipeline::job_keys; checked by test_cli).
+std::map<std::string, bool> generate_long_options();
 
 }  // namespace standin::cli

@@ -1,16 +1,21 @@
 #include "standin/diffusion/bundle.hpp"
 
+#include <unistd.h>
+
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include "standin/core/files.hpp"
+#include "standin/core/json_bounded.hpp"
 #include "standin/core/log.hpp"
 #include "standin/diffusion/sha256.hpp"
 #include "standin/diffusion/torch_compat.hpp"
@@ -145,6 +150,7 @@ const std::vector<std::string>& required_modules() {
 namespace {
 
 constexpr int kFormatVersion = 1;
+constexpr int kMaxTrainTimesteps = 100000;
 
 // Whether json::get<T>() represents the number exactly enough (true for non-numbers: get<T>()
 // throws type_error for those, reported as a wrong type).
@@ -261,12 +267,7 @@ std::string describe(const at::Tensor& t) {
 }  // namespace
 
 Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    return Error::model(origin + " is not valid JSON: " + e.what());
-  }
+  STANDIN_ASSIGN_OR_RETURN(const json j, parse_json_bounded(text, origin, JsonLimits{64, 1 << 20}, ExitCode::model));
   if (!j.is_object()) return Error::model(origin + ": top level must be an object");
   Reader r{origin, std::nullopt};
   BundleConfig c;
@@ -326,6 +327,10 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
   auto sc = SchedulerConfig::from_json(*sched);
   if (!sc.ok()) return sc.error().with_context(origin);
   c.scheduler = sc.value();
+  // The schedule is a table of num_train_timesteps floats; diffusion models use ~1000.
+  if (c.scheduler.num_train_timesteps > kMaxTrainTimesteps)
+    return Error::model(origin + ": scheduler.num_train_timesteps " + std::to_string(c.scheduler.num_train_timesteps) +
+                        " is out of range (at most " + std::to_string(kMaxTrainTimesteps) + ")");
 
   if (!parse_scalar_type(c.dtype) || !at::isFloatingType(*parse_scalar_type(c.dtype)))
     return Error::model(origin + ": dtype '" + c.dtype + "' is not a float type (float32, float16, bfloat16)");
@@ -341,6 +346,41 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
     return Error::model(origin + ": defaults need steps >= 1, window >= 1, overlap >= 0");
   if (c.size_multiple < c.vae_scale_factor || c.size_multiple % c.vae_scale_factor)
     return Error::model(origin + ": geometry.size_multiple must be a multiple of vae_scale_factor");
+  // Every number below sizes an allocation or a loop: out of range is a bundle error here,
+  // not a LibTorch failure (or an allocation of terabytes) later.
+  const auto out_of_range = [&](const std::string& key, double value, double lo, double hi) {
+    std::ostringstream text;
+    text << origin << ": " << key << " " << value << " is out of range (" << lo << ".." << hi << ")";
+    return Error::model(text.str());
+  };
+  for (const auto& [key, value, lo, hi] : std::vector<std::tuple<std::string, double, double, double>>{
+           {"geometry.width", c.width, 8, 8192},
+           {"geometry.height", c.height, 8, 8192},
+           {"geometry.vae_scale_factor", c.vae_scale_factor, 1, 64},
+           {"geometry.size_multiple", c.size_multiple, 1, 1024},
+           {"geometry.clip_size", c.clip_size, 16, 1024},
+           {"geometry.context_dim", c.context_dim, 1, 16384},
+           {"geometry.max_window", c.max_window, 0, 4096},
+           {"conditioning.pose_channels", c.pose_channels, 1, 16384},
+           {"latent.scaling_factor", c.scaling_factor, 1e-6, 1e3},
+           {"defaults.steps", c.defaults.steps, 1, 1000},
+           {"defaults.cfg", c.defaults.cfg, 0, 100},
+           {"defaults.window", c.defaults.window, 1, 256},
+       }) {
+    if (!(value >= lo && value <= hi)) return out_of_range(key, value, lo, hi);  // NaN fails too
+  }
+  if (c.defaults.overlap >= c.defaults.window)
+    return Error::model(origin + ": defaults.overlap " + std::to_string(c.defaults.overlap) + " must be less than defaults.window " +
+                        std::to_string(c.defaults.window));
+  if (c.defaults.steps > c.scheduler.num_train_timesteps)
+    return Error::model(origin + ": defaults.steps " + std::to_string(c.defaults.steps) + " is more than scheduler.num_train_timesteps " +
+                        std::to_string(c.scheduler.num_train_timesteps) + "; the bundle is inconsistent, re-export it");
+  // The dry run allocates N x 3 x H x W floats and more per module: keep it small.
+  for (const auto& [key, value] : c.dry_run) {
+    const bool spatial = key == "H" || key == "W" || key == "h" || key == "w";
+    if (value < 1 || value > (spatial ? 2048 : 64))
+      return out_of_range("dry_run." + key, static_cast<double>(value), 1, spatial ? 2048 : 64);
+  }
   // Dry-run sizes: model.json's, completed with defaults (the smallest valid sizes).
   {
     const int64_t side = std::max<int64_t>(64, c.size_multiple);
@@ -359,6 +399,15 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
     const std::string p = "modules." + m.name;
     r.req(*it, "file", p + ".file", m.file);
     r.req(*it, "sha256", p + ".sha256", m.sha256);
+    if (!r.error) {
+      // Module files are data inside the bundle, never paths elsewhere (Bundle::load also
+      // resolves symlinks before trusting a file).
+      const fs::path file(m.file);
+      bool escapes = m.file.empty() || file.is_absolute();
+      for (const auto& part : file) escapes = escapes || part == "..";
+      if (escapes)
+        return Error::model(origin + ": " + p + ".file '" + m.file + "' must be a relative path inside the bundle folder");
+    }
     const json* ins = r.get(*it, "inputs", p + ".inputs");
     const json* outs = r.get(*it, "outputs", p + ".outputs");
     if (r.error) return *r.error;
@@ -384,14 +433,11 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
 }
 
 Result<BundleConfig> BundleConfig::read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (!fs::exists(path)) return Error::model("no model.json at " + path + " (is this a model bundle directory? create one with scripts/export_bundle.py)");
-    return Error::model("cannot read " + path);
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse(ss.str(), path);
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(path, ec)))
+    return Error::model("no model.json at " + path + " (is this a model bundle directory? create one with scripts/export_bundle.py)");
+  STANDIN_ASSIGN_OR_RETURN(const std::string text, read_file_capped(path, kMaxModelJsonBytes, "model.json", ExitCode::model));
+  return parse(text, path);
 }
 
 // ---------------------------------------------------------------- module wrappers
@@ -530,14 +576,122 @@ Error module_error(const ModuleSpec& m, const std::string& dir, const std::strin
   return Error::model("bundle module '" + m.name + "' (" + (fs::path(dir) / m.file).string() + "): " + what);
 }
 
+uint64_t little_endian(const unsigned char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// TorchScript files are zip archives, and LibTorch allocates each entry at the size the
+// archive's central directory declares. Reads that directory and refuses archives that
+// unpack to far more than their own size (PyTorch stores tensors uncompressed, so a real
+// module unpacks to about its file size). Returns "" when the archive is acceptable.
+std::string archive_problem(const fs::path& path, uint64_t file_size) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "cannot be read";
+  const auto read_at = [&](uint64_t offset, size_t count) {
+    std::vector<unsigned char> bytes(count);
+    in.clear();
+    in.seekg(static_cast<std::streamoff>(offset));
+    in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(count));
+    if (static_cast<size_t>(in.gcount()) != count) bytes.clear();
+    return bytes;
+  };
+  constexpr size_t kEocd = 22;
+  if (file_size < kEocd) return "is not a TorchScript archive (too short)";
+  const size_t tail_size = static_cast<size_t>(std::min<uint64_t>(file_size, kEocd + 65535));
+  const auto tail = read_at(file_size - tail_size, tail_size);
+  if (tail.empty()) return "cannot be read";
+  size_t at = std::string::npos;
+  for (size_t i = tail_size - kEocd + 1; i-- > 0;)
+    if (little_endian(&tail[i], 4) == 0x06054b50) {
+      at = i;
+      break;
+    }
+  if (at == std::string::npos) return "is not a TorchScript archive (no zip directory)";
+  uint64_t entries = little_endian(&tail[at + 10], 2);
+  uint64_t directory_size = little_endian(&tail[at + 12], 4);
+  uint64_t directory_offset = little_endian(&tail[at + 16], 4);
+  if ((entries == 0xFFFF || directory_size == 0xFFFFFFFF || directory_offset == 0xFFFFFFFF) && at >= 20 &&
+      little_endian(&tail[at - 20], 4) == 0x07064b50) {  // zip64
+    const uint64_t record = little_endian(&tail[at - 20 + 8], 8);
+    const auto z = record + 56 <= file_size ? read_at(record, 56) : std::vector<unsigned char>();
+    if (z.empty() || little_endian(z.data(), 4) != 0x06064b50) return "has a damaged zip64 directory";
+    entries = little_endian(&z[32], 8);
+    directory_size = little_endian(&z[40], 8);
+    directory_offset = little_endian(&z[48], 8);
+  }
+  if (directory_offset > file_size || directory_size > file_size - directory_offset || entries > 1000000 ||
+      directory_size > (uint64_t{256} << 20))
+    return "has a damaged zip directory";
+  const auto directory = read_at(directory_offset, static_cast<size_t>(directory_size));
+  if (directory.size() != directory_size) return "cannot be read";
+  uint64_t unpacked = 0;
+  size_t p = 0;
+  for (uint64_t e = 0; e < entries; ++e) {
+    if (p + 46 > directory.size() || little_endian(&directory[p], 4) != 0x02014b50) return "has a damaged zip directory";
+    uint64_t compressed = little_endian(&directory[p + 20], 4);
+    uint64_t size = little_endian(&directory[p + 24], 4);
+    const size_t name_length = little_endian(&directory[p + 28], 2);
+    const size_t extra_length = little_endian(&directory[p + 30], 2);
+    const size_t comment_length = little_endian(&directory[p + 32], 2);
+    const size_t extra = p + 46 + name_length;
+    if (extra + extra_length + comment_length > directory.size()) return "has a damaged zip directory";
+    for (size_t x = extra; x + 4 <= extra + extra_length;) {  // zip64 sizes, in this order
+      const uint64_t id = little_endian(&directory[x], 2), length = little_endian(&directory[x + 2], 2);
+      size_t field = x + 4;
+      if (id == 0x0001) {
+        if (size == 0xFFFFFFFF && field + 8 <= x + 4 + length) size = little_endian(&directory[field], 8), field += 8;
+        if (compressed == 0xFFFFFFFF && field + 8 <= x + 4 + length) compressed = little_endian(&directory[field], 8);
+      }
+      x += 4 + length;
+    }
+    if (size > UINT64_MAX - unpacked) return "declares entries larger than any file (a zip bomb, not an exported module)";
+    unpacked += size;
+    p = extra + extra_length + comment_length;
+  }
+  if (unpacked > file_size * 4 + (uint64_t{64} << 20))
+    return "unpacks to " + format_bytes(static_cast<double>(unpacked)) + " from a " + format_bytes(static_cast<double>(file_size)) +
+           " file (a zip bomb, not an exported module); re-export the bundle";
+  return "";
+}
+
+// The module's file, resolved through symlinks, must be a regular file inside the bundle.
+Result<fs::path> resolve_module_file(const ModuleSpec& m, const std::string& dir) {
+  std::error_code ec;
+  const fs::path root = fs::canonical(dir, ec);
+  if (ec) return Error::model("model bundle directory '" + dir + "': " + ec.message());
+  const fs::path resolved = fs::canonical(fs::path(dir) / m.file, ec);
+  if (ec) {
+    if (ec == std::errc::no_such_file_or_directory) return module_error(m, dir, "file is missing; re-export the bundle");
+    return module_error(m, dir, "cannot be opened (" + ec.message() + ")");
+  }
+  const fs::path inside = resolved.lexically_relative(root);
+  if (inside.empty() || *inside.begin() == ".." || inside.is_absolute())
+    return module_error(m, dir, "resolves to " + resolved.string() + ", outside the bundle folder; module files must be inside it");
+  const auto status = fs::status(resolved, ec);
+  if (fs::is_directory(status)) return module_error(m, dir, "is a folder, not a TorchScript file; re-export the bundle");
+  if (!fs::is_regular_file(status)) return module_error(m, dir, "is not a regular file; re-export the bundle");
+  if (::access(resolved.c_str(), R_OK) != 0) return module_error(m, dir, "cannot be read (permission denied)");
+  return resolved;
+}
+
 }  // namespace
 
 Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spec, std::optional<DType> dtype,
                             const LoadOptions& options) {
   Bundle b;
   b.dir_ = dir;
-  if (!fs::is_directory(dir))
+  std::error_code dir_ec;
+  const auto dir_status = fs::status(dir, dir_ec);
+  if (!fs::exists(dir_status)) {
+    if (dir_ec && dir_ec != std::errc::no_such_file_or_directory)
+      return Error::model("model bundle directory '" + dir + "': " + dir_ec.message());
     return Error::model("model bundle directory '" + dir + "' does not exist (create one with scripts/export_bundle.py)");
+  }
+  if (!fs::is_directory(dir_status)) return Error::model("'" + dir + "' is a file, not a model bundle directory");
+  if (::access(dir.c_str(), R_OK | X_OK) != 0)
+    return Error::model("model bundle directory '" + dir + "' cannot be read (permission denied)");
   STANDIN_ASSIGN_OR_RETURN(b.config_, BundleConfig::read((fs::path(dir) / "model.json").string()));
   STANDIN_ASSIGN_OR_RETURN(b.device_, device_spec.resolve());
   b.dtype_ = dtype ? scalar_type(*dtype) : *parse_scalar_type(b.config_.dtype);
@@ -546,8 +700,11 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
 
   const auto load_one = [&](const std::string& name, ModuleBase& target) -> Status {
     const ModuleSpec& m = b.config_.modules.at(name);
-    const fs::path path = fs::path(dir) / m.file;
-    if (!fs::is_regular_file(path)) return module_error(m, dir, "file is missing; re-export the bundle");
+    STANDIN_ASSIGN_OR_RETURN(const fs::path path, resolve_module_file(m, dir));
+    std::error_code size_ec;
+    const auto file_size = fs::file_size(path, size_ec);
+    if (size_ec) return module_error(m, dir, "cannot be read (" + size_ec.message() + ")");
+    if (const std::string problem = archive_problem(path, file_size); !problem.empty()) return module_error(m, dir, problem);
     if (options.verify_checksums) {
       std::string want = m.sha256;
       for (auto& ch : want) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -596,7 +753,12 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
   if (b.config_.modules.count("object_guider")) STANDIN_TRY(load_one("object_guider", b.object_guider_));
   if (options.dry_run) {
     compat::InferenceGuard guard;
-    STANDIN_TRY(b.dry_run(options));
+    try {
+      STANDIN_TRY(b.dry_run(options));
+    } catch (const std::exception& e) {  // inputs built from model.json's sizes, before any module ran
+      if (compat::is_out_of_memory(e)) return Error::runtime("out of memory during the bundle's dry run (model.json dry_run sizes)");
+      return Error::model(dir + ": the contract dry run failed: " + compat::short_message(e));
+    }
   }
   log::emit(log::Level::debug, "loaded bundle '" + b.config_.name + "' from " + dir + " on " + b.device_.str() + " as " +
                     c10::toString(b.dtype_));

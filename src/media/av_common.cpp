@@ -1,5 +1,7 @@
 #include "av_common.hpp"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <mutex>
 #include <string>
@@ -13,6 +15,7 @@ extern "C" {
 #include <libavutil/pixdesc.h>
 }
 
+#include "standin/core/files.hpp"
 #include "standin/media/video.hpp"
 
 namespace standin::media {
@@ -60,14 +63,11 @@ std::string av_error_text(int errnum) {
 }
 
 Status check_input_file(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const auto status = fs::status(path, ec);
-  if (ec || !fs::exists(status)) return Error::bad_input(path + ": file not found");
-  if (fs::is_directory(status)) return Error::bad_input(path + ": is a directory, not a file");
-  const auto size = fs::file_size(path, ec);
-  if (!ec && size == 0 && fs::is_regular_file(status))
-    return Error::bad_input(path + ": file is empty");
+  // Regular files only: FFmpeg would wait forever on a FIFO without a writer, read a device
+  // without end, and every reader here opens its file more than once.
+  STANDIN_TRY(check_regular_file(path, "media file"));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && st.st_size == 0) return Error::bad_input(path + ": file is empty");
   return Status::success();
 }
 

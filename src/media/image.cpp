@@ -65,6 +65,17 @@ Result<cv::Mat> to_rgb_over_white(const AVFrame* frame) {
   return rgb;
 }
 
+// RIFF....WEBPVP8X with the animation flag (bit 1 of the flags byte at offset 20).
+bool is_animated_webp(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (!file) return false;
+  unsigned char head[21] = {};
+  const size_t got = std::fread(head, 1, sizeof head, file);
+  std::fclose(file);
+  return got == sizeof head && std::memcmp(head, "RIFF", 4) == 0 && std::memcmp(head + 8, "WEBPVP8X", 8) == 0 &&
+         (head[20] & 0x02) != 0;
+}
+
 }  // namespace
 
 Result<cv::Mat> read_image(const std::string& path) {
@@ -72,6 +83,12 @@ Result<cv::Mat> read_image(const std::string& path) {
   int index = av_find_best_stream(input.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
   if (index < 0) return Error::bad_input(path + ": not an image (no picture in the file)");
   const AVStream* stream = input->streams[index];
+  if (stream->codecpar->width <= 0 || stream->codecpar->height <= 0) {
+    // FFmpeg reads no size from animations it cannot decode (animated WebP): say so, rather
+    // than suggest a damaged or huge file.
+    if (stream->codecpar->codec_id == AV_CODEC_ID_WEBP && is_animated_webp(path))
+      return Error::bad_input(path + ": animated WebP is not supported as a reference image; save one frame as PNG or JPEG");
+  }
   STANDIN_TRY(check_frame_size(path, stream->codecpar->width, stream->codecpar->height));
   STANDIN_ASSIGN_OR_RETURN(auto decoder, open_decoder(path, stream, 1));
   auto packet = make_packet();

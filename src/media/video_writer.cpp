@@ -31,8 +31,22 @@ const AVOutputFormat* choose_container(const std::string& path) {
 
 }  // namespace
 
+Status check_video_output(const std::string& path) {
+  install_ffmpeg_log_hook();
+  const AVOutputFormat* format = av_guess_format(nullptr, path.c_str(), nullptr);
+  if (!format) return Status::success();  // unknown or no extension: written as MP4
+  // 1 = the container declares H.264; 0 = it cannot hold it; < 0 = it does not say (image
+  // sequences, GIF, raw formats), which in practice means it cannot either.
+  const bool holds_h264 = avformat_query_codec(format, AV_CODEC_ID_H264, FF_COMPLIANCE_NORMAL) == 1;
+  if (holds_h264 && !(format->flags & AVFMT_NOFILE)) return Status::success();
+  const auto dot = path.find_last_of('.');
+  const std::string ext = dot == std::string::npos ? path : path.substr(dot);
+  return Error::bad_input(path + ": standin writes H.264 video, which a '" + ext + "' file (" + format->name +
+                          ") cannot hold; name the output .mp4, .mov or .mkv");
+}
+
 struct VideoWriter::Impl {
-  std::string path;
+  std::string path;  // the name used in messages (WriterOptions::name_in_messages or the file)
   WriterOptions options;
   int width = 0, height = 0;                  // caller's frame size
   int encoded_width = 0, encoded_height = 0;  // rounded up to even
@@ -47,6 +61,7 @@ struct VideoWriter::Impl {
   int64_t frame_step = 1;  // one nominal frame in time_base units
   int64_t last_pts = std::numeric_limits<int64_t>::min();
   int64_t frames_written = 0;
+  AVPixelFormat pixel_format = AV_PIX_FMT_YUV420P;
   bool finished = false;
   std::optional<Error> failed;  // the first error sticks: later calls report it again
 
@@ -60,25 +75,29 @@ struct VideoWriter::Impl {
 Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int height,
                                       const WriterOptions& options) {
   install_ffmpeg_log_hook();
+  const std::string& name = options.name_in_messages.empty() ? path : options.name_in_messages;
   if (width <= 0 || height <= 0 || width > kMaxFrameSide || height > kMaxFrameSide ||
       static_cast<int64_t>(width) * height > kMaxFramePixels)
-    return Error::runtime(path + ": cannot encode a " + std::to_string(width) + "x" +
+    return Error::runtime(name + ": cannot encode a " + std::to_string(width) + "x" +
                           std::to_string(height) + " video (sides must be 1.." +
                           std::to_string(kMaxFrameSide) + ")");
   if (!options.fps.valid())
-    return Error::runtime(path + ": frame rate must be positive (got " +
+    return Error::runtime(name + ": frame rate must be positive (got " +
                           std::to_string(options.fps.num) + "/" + std::to_string(options.fps.den) + ")");
   if (options.crf < 0 || options.crf > 51)
-    return Error::runtime(path + ": CRF must be within 0..51 (got " + std::to_string(options.crf) + ")");
+    return Error::runtime(name + ": CRF must be within 0..51 (got " + std::to_string(options.crf) + ")");
 
   auto impl = std::make_unique<Impl>();
   Impl& d = *impl;
-  d.path = path;
+  d.path = name;
   d.options = options;
   d.width = width;
   d.height = height;
   d.encoded_width = width + (width & 1);
   d.encoded_height = height + (height & 1);
+  // Odd sides: 4:4:4 so the crop window (in units of one pixel there) can restore the size.
+  const bool odd = d.encoded_width != width || d.encoded_height != height;
+  d.pixel_format = odd ? AV_PIX_FMT_YUV444P : AV_PIX_FMT_YUV420P;
   const AVRational fps{options.fps.num, options.fps.den};
   d.time_base = options.time_base.valid() ? AVRational{options.time_base.num, options.time_base.den}
                                           : av_inv_q(fps);
@@ -87,21 +106,21 @@ Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int he
   const AVOutputFormat* container = choose_container(path);
   AVFormatContext* raw = nullptr;
   int rc = avformat_alloc_output_context2(&raw, container, nullptr, path.c_str());
-  if (rc < 0 || !raw) return Error::runtime(path + ": cannot create output (" + av_error_text(rc) + ")");
+  if (rc < 0 || !raw) return Error::runtime(name + ": cannot create output (" + av_error_text(rc) + ")");
   d.output.reset(raw);
 
   const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
   if (!codec) {
     codec = avcodec_find_encoder(AV_CODEC_ID_H264);
-    if (!codec) return Error::runtime(path + ": this FFmpeg has no H.264 encoder");
+    if (!codec) return Error::runtime(name + ": this FFmpeg has no H.264 encoder");
     spdlog::warn("libx264 not available; using {} (CRF and preset ignored)", codec->name);
   }
   d.encoder.reset(avcodec_alloc_context3(codec));
-  if (!d.encoder) return Error::runtime(path + ": out of memory");
+  if (!d.encoder) return Error::runtime(name + ": out of memory");
   AVCodecContext* enc = d.encoder.get();
   enc->width = d.encoded_width;
   enc->height = d.encoded_height;
-  enc->pix_fmt = AV_PIX_FMT_YUV420P;
+  enc->pix_fmt = d.pixel_format;
   enc->time_base = d.time_base;
   enc->framerate = fps;
   enc->sample_aspect_ratio = AVRational{1, 1};
@@ -115,15 +134,25 @@ Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int he
   if (std::string(codec->name) == "libx264") {
     av_opt_set(enc->priv_data, "crf", std::to_string(options.crf).c_str(), 0);
     if (!options.preset.empty() && av_opt_set(enc->priv_data, "preset", options.preset.c_str(), 0) < 0)
-      return Error::runtime(path + ": unknown x264 preset '" + options.preset + "'");
+      return Error::runtime(name + ": unknown x264 preset '" + options.preset + "'");
+    if (odd) {
+      const std::string crop = "crop-rect=0,0," + std::to_string(d.encoded_width - width) + "," +
+                               std::to_string(d.encoded_height - height);
+      av_opt_set(enc->priv_data, "x264-params", crop.c_str(), 0);
+    }
+  } else if (odd) {
+    return Error::runtime(name + ": " + std::to_string(width) + "x" + std::to_string(height) +
+                          " has an odd side, which needs libx264 (this FFmpeg has only " + codec->name + ")");
   }
   rc = avcodec_open2(enc, codec, nullptr);
-  if (rc < 0) return Error::runtime(path + ": cannot open the H.264 encoder (" + av_error_text(rc) + ")");
+  if (rc < 0) return Error::runtime(name + ": cannot open the H.264 encoder (" + av_error_text(rc) + ")");
 
   d.stream = avformat_new_stream(d.output.get(), nullptr);
-  if (!d.stream) return Error::runtime(path + ": out of memory");
+  if (!d.stream) return Error::runtime(name + ": out of memory");
   rc = avcodec_parameters_from_context(d.stream->codecpar, enc);
-  if (rc < 0) return Error::runtime(path + ": cannot set stream parameters (" + av_error_text(rc) + ")");
+  if (rc < 0) return Error::runtime(name + ": cannot set stream parameters (" + av_error_text(rc) + ")");
+  d.stream->codecpar->width = width;  // the displayed size (the bitstream crops to it)
+  d.stream->codecpar->height = height;
   d.stream->time_base = enc->time_base;  // a hint; the muxer may pick its own at write_header
   d.stream->avg_frame_rate = fps;
   d.stream->sample_aspect_ratio = enc->sample_aspect_ratio;
@@ -136,7 +165,7 @@ Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int he
 
   if (!(d.output->oformat->flags & AVFMT_NOFILE)) {
     rc = avio_open(&d.output->pb, path.c_str(), AVIO_FLAG_WRITE);
-    if (rc < 0) return Error::runtime(path + ": cannot open for writing (" + av_error_text(rc) + ")");
+    if (rc < 0) return Error::runtime(name + ": cannot open for writing (" + av_error_text(rc) + ")");
   }
   AVDictionary* mux_options = nullptr;
   const std::string format_name = d.output->oformat->name;
@@ -144,23 +173,23 @@ Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int he
     av_dict_set(&mux_options, "movflags", "+faststart", 0);
   rc = avformat_write_header(d.output.get(), &mux_options);
   av_dict_free(&mux_options);
-  if (rc < 0) return Error::runtime(path + ": cannot write the file header (" + av_error_text(rc) + ")");
+  if (rc < 0) return Error::runtime(name + ": cannot write the file header (" + av_error_text(rc) + ")");
 
   d.yuv = make_frame();
   d.packet = make_packet();
-  if (!d.yuv || !d.packet) return Error::runtime(path + ": out of memory");
-  d.yuv->format = AV_PIX_FMT_YUV420P;
+  if (!d.yuv || !d.packet) return Error::runtime(name + ": out of memory");
+  d.yuv->format = d.pixel_format;
   d.yuv->width = d.encoded_width;
   d.yuv->height = d.encoded_height;
   d.yuv->colorspace = AVCOL_SPC_BT709;
   d.yuv->color_range = AVCOL_RANGE_MPEG;
   rc = av_frame_get_buffer(d.yuv.get(), 0);
-  if (rc < 0) return Error::runtime(path + ": out of memory for a frame buffer");
+  if (rc < 0) return Error::runtime(name + ": out of memory for a frame buffer");
 
   SwsContext* sws = sws_getContext(d.encoded_width, d.encoded_height, AV_PIX_FMT_RGB24,
-                                   d.encoded_width, d.encoded_height, AV_PIX_FMT_YUV420P,
+                                   d.encoded_width, d.encoded_height, d.pixel_format,
                                    SWS_BICUBIC | SWS_ACCURATE_RND, nullptr, nullptr, nullptr);
-  if (!sws) return Error::runtime(path + ": cannot set up RGB to YUV conversion");
+  if (!sws) return Error::runtime(name + ": cannot set up RGB to YUV conversion");
   d.sws.reset(sws);
   // RGB in (full range), BT.709 limited-range YUV out, matching the stream tags above.
   sws_setColorspaceDetails(sws, sws_getCoefficients(SWS_CS_ITU709), 1,

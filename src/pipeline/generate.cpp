@@ -16,13 +16,16 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <set>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
+#include <torch/version.h>
 
 #include "mask_store.hpp"
 #include "run_cache.hpp"
 #include "standin/compose/compositor.hpp"
+#include "standin/core/files.hpp"
 #include "standin/core/output.hpp"
 #include "standin/core/progress.hpp"
 #include "standin/diffusion/bundle.hpp"
@@ -30,6 +33,7 @@
 #include "standin/media/image.hpp"
 #include "standin/media/video.hpp"
 #include "standin/pipeline/conditions.hpp"
+#include "standin/pipeline/memory.hpp"
 #include "standin/vision/mask.hpp"
 #include "standin/vision/pose.hpp"
 #include "standin/vision/tracker.hpp"
@@ -57,12 +61,14 @@ struct Analysis {
   std::vector<FrameTrack> frames;
   cv::Rect2d union_box;
   int64_t frames_with_person = 0;
+  std::set<int> track_ids;  // every person track seen (tracker or poses file)
   double seconds = 0;
 };
 
 std::string first_existing(std::initializer_list<fs::path> candidates) {
+  std::error_code ec;  // an unreadable candidate is skipped, never thrown
   for (const auto& c : candidates)
-    if (!c.empty() && fs::exists(c)) return c.string();
+    if (!c.empty() && fs::exists(c, ec)) return c.string();
   return {};
 }
 
@@ -96,23 +102,36 @@ cv::Mat gray_of(const cv::Mat& rgb) {
 
 // --- pass 1: analysis ----------------------------------------------------------------------
 
-// animate with --poses and no driving video: the poses file is the whole timeline.
-Result<Analysis> analyze_poses_only(const GenerateRequest& req) {
-  STANDIN_ASSIGN_OR_RETURN(auto track, vision::read_pose_track(req.poses));
-  Analysis analysis;
-  auto& info = analysis.info;
+// animate with --poses and no driving video: the poses file is the whole timeline. Its size,
+// rate and length are checked here, before any work, like a video's header.
+Result<media::VideoInfo> poses_timeline(const std::string& path, const vision::PoseTrack& track) {
+  media::VideoInfo info;
   info.width = track.info.width;
   info.height = track.info.height;
   if (info.width <= 0 || info.height <= 0)
-    return Error::bad_input(req.poses + ": needs info.width and info.height to animate without a driving video");
+    return Error::bad_input(path + ": needs \"width\" and \"height\" to animate without a driving video (-i)");
+  if (info.width > media::kMaxFrameSide || info.height > media::kMaxFrameSide)
+    return Error::bad_input(path + ": frame size " + std::to_string(info.width) + "x" + std::to_string(info.height) +
+                            " is larger than supported (max " + std::to_string(media::kMaxFrameSide) + " per side)");
   info.fps = track.info.fps_num > 0 && track.info.fps_den > 0 ? media::Rational{track.info.fps_num, track.info.fps_den}
                                                               : media::Rational{25, 1};
+  if (!(info.fps.value() >= 0.01 && info.fps.value() <= 1000))
+    return Error::bad_input(path + ": fps " + std::to_string(info.fps.num) + "/" + std::to_string(info.fps.den) +
+                            " is outside 0.01..1000 frames per second");
   info.time_base = {info.fps.den, info.fps.num};
   info.frame_count = std::max<int64_t>(track.info.frame_count,
                                        track.frames.empty() ? 0 : track.frames.back().frame_index + 1);
-  if (info.frame_count <= 0) return Error::bad_input(req.poses + ": no frames");
-  analysis.frames.resize(static_cast<size_t>(info.frame_count));
+  info.frame_count_exact = true;
+  if (info.frame_count <= 0) return Error::bad_input(path + ": no frames");
+  return info;
+}
+
+Result<Analysis> analyze_poses_only(const vision::PoseTrack& track, const media::VideoInfo& timeline) {
+  Analysis analysis;
+  analysis.info = timeline;
+  analysis.frames.resize(static_cast<size_t>(timeline.frame_count));
   for (const auto& fa : track.frames) {
+    for (const auto& p : fa.people) analysis.track_ids.insert(p.track_id);
     const vision::PersonPose* person = fa.target_person();
     if (!person && !fa.people.empty()) person = &fa.people.front();
     if (!person) continue;
@@ -143,8 +162,9 @@ Result<media::VideoReader> open_matching_mask(const std::string& path, const med
 // join_objects: object regions (--object-mask) become part of the region to redraw, where the
 // character is in view, so the object guider can re-draw what the character holds or touches.
 Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::PersonTracker>& tracker,
-                         bool join_objects) {
-  if (req.input.empty()) return analyze_poses_only(req);
+                         bool join_objects, const std::optional<vision::PoseTrack>& poses_only,
+                         const media::VideoInfo& timeline) {
+  if (req.input.empty()) return analyze_poses_only(*poses_only, timeline);
   const auto start = Clock::now();
   STANDIN_ASSIGN_OR_RETURN(auto reader, open_video(req.input, /*scan=*/true));
   Analysis analysis;
@@ -189,12 +209,14 @@ Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::Perso
     vision::FrameAnalysis tracked;
     if (tracker) {
       STANDIN_ASSIGN_OR_RETURN(tracked, tracker->process(frame.rgb, i));
+      for (const auto& p : tracked.people) analysis.track_ids.insert(p.track_id);
     }
     FrameTrack& track = analysis.frames[static_cast<size_t>(i)];
     if (poses) {
       while (next_pose < poses->frames.size() && poses->frames[next_pose].frame_index < i) ++next_pose;
       if (next_pose < poses->frames.size() && poses->frames[next_pose].frame_index == i) {
         const auto& fa = poses->frames[next_pose];
+        for (const auto& p : fa.people) analysis.track_ids.insert(p.track_id);
         const vision::PersonPose* person = fa.target_person();
         if (!person && req.person >= 0)
           for (const auto& p : fa.people)
@@ -381,14 +403,51 @@ cv::Mat overlay_of(const cv::Mat& source, const FrameTrack& track) {
   return overlay;
 }
 
-Status write_metrics(const std::string& path, const nlohmann::json& metrics) {
-  AtomicOutput out(path);
-  {
-    std::ofstream file(out.temp_path());
-    file << metrics.dump(2) << "\n";
-    if (!file) return Error::runtime(path + ": could not write metrics");
+// Width of preview_panel's result for these frame sizes.
+int preview_panel_width(cv::Size source, cv::Size result, int height) {
+  const auto fit = [&](cv::Size m) {
+    return std::max(2, static_cast<int>(std::lround(m.width * static_cast<double>(height) / m.height)) & ~1);
+  };
+  return 2 * fit(source) + fit(result);  // source | overlay (source size) | result
+}
+
+// Lower bounds of what a render holds (see pipeline/memory.hpp), from the settings alone.
+Status check_generation_memory(const GenerateRequest& req, const media::VideoInfo& timeline, cv::Size work,
+                               const diffusion::SamplingSettings& settings, const diffusion::BundleConfig& config,
+                               at::ScalarType dtype, bool on_cpu) {
+  const double frames = static_cast<double>(timeline.frame_count);
+  const double latent_px = static_cast<double>(work.width / config.vae_scale_factor) * (work.height / config.vae_scale_factor);
+  const double dtype_bytes = static_cast<double>(c10::elementSize(dtype));
+  // The whole clip's latents live at once: latents, noise, the window accumulator, the model
+  // output and the next latents (float32), plus the scene latents and mask (bundle dtype).
+  const double per_frame = latent_px * (config.latent_channels * 4.0 * 5 + (config.latent_channels + 1) * dtype_bytes) +
+                           static_cast<double>(sizeof(FrameTrack));
+  std::vector<MemoryTerm> terms;
+  const std::string count = std::to_string(timeline.frame_count);
+  terms.push_back({req.input.empty() ? req.poses + ": " + count + " frames (frame_count)" : req.input + ": " + count + " frames",
+                   frames * per_frame, ExitCode::bad_input, "render a shorter clip (split it) or use a smaller --size"});
+  // One window in the UNet: at least three feature maps of its first level's width at once,
+  // and, on LibTorch 1.x CPU builds (no fused attention), the attention scores of one head
+  // at half the latent resolution (every exported UNet attends there or finer).
+  const double window = std::min<double>(settings.window, frames);
+  const double batch = settings.cfg > 1.0 && settings.cfg_mode == diffusion::CfgMode::batched ? 2 : 1;
+  double window_bytes = batch * window * latent_px * config.pose_channels * dtype_bytes * 3;
+#if TORCH_VERSION_MAJOR < 2
+  if (on_cpu) {
+    const double tokens = latent_px / 4;
+    window_bytes += batch * window * tokens * tokens * dtype_bytes;
   }
-  return out.commit();
+#else
+  (void)on_cpu;
+#endif
+  terms.push_back({"--size " + std::to_string(work.width) + "x" + std::to_string(work.height) + " with --window " +
+                       std::to_string(static_cast<int64_t>(window)),
+                   window_bytes, ExitCode::usage, "use a smaller --size or --window"});
+  if (req.mode == Mode::replace)
+    terms.push_back({req.input + ": " + std::to_string(timeline.width) + "x" + std::to_string(timeline.height) + " frames",
+                     static_cast<double>(timeline.width) * timeline.height * kCompositeBytesPerPixel, ExitCode::bad_input,
+                     "scale the video down first"});
+  return check_memory(terms, memory_budget_bytes(), resident_bytes());
 }
 
 }  // namespace
@@ -407,17 +466,21 @@ std::string default_vision_dir() {
 
 Status run_generate(const GenerateRequest& req) {
   const auto run_start = Clock::now();
-  // Inputs first, then the output: nothing is loaded before the command can succeed.
+  // Inputs first (regular files only: nothing here can wait on a FIFO), then every output:
+  // nothing is loaded before the command can succeed.
   for (const auto& [path, what] : {std::pair{req.input, "video"}, std::pair{req.reference, "reference image"},
                                    std::pair{req.mask, "mask video"}, std::pair{req.poses, "poses file"},
                                    std::pair{req.object_mask, "object mask video"}}) {
-    if (!path.empty() && !fs::exists(path)) return Error::bad_input(std::string(path) + ": " + what + " not found");
+    if (!path.empty()) STANDIN_TRY(check_regular_file(path, what));
   }
   if (req.input.empty() && (req.mode == Mode::replace || req.poses.empty()))
     return Error::usage("a source video (-i) is needed");
   STANDIN_TRY(check_output_path(req.output, req.overwrite, {req.input, req.reference, req.mask, req.poses, req.object_mask}));
-  if (!req.preview.empty())
+  STANDIN_TRY(media::check_video_output(req.output));
+  if (!req.preview.empty()) {
     STANDIN_TRY(check_output_path(req.preview, req.overwrite, {req.input, req.reference, req.output}));
+    STANDIN_TRY(media::check_video_output(req.preview));
+  }
   // Checked now, not after the render: a bad metrics path must not cost a whole run.
   if (!req.metrics.empty())
     STANDIN_TRY(check_output_path(req.metrics, req.overwrite, {req.input, req.reference, req.output}));
@@ -436,10 +499,23 @@ Status run_generate(const GenerateRequest& req) {
   const double load_s = seconds_since(load_start);
 
   diffusion::SamplingSettings settings = diffusion::SamplingSettings::from_bundle(config);
+  if (!std::isfinite(req.cfg)) return Error::usage("--cfg must be a finite number");
   if (req.steps > 0) settings.steps = req.steps;
   if (req.cfg >= 0) settings.cfg = req.cfg;
   if (req.window > 0) settings.window = req.window;
-  if (req.overlap >= 0) settings.overlap = req.overlap;
+  if (req.overlap >= 0) {
+    settings.overlap = req.overlap;
+  } else if (settings.overlap >= settings.window) {
+    // The user shortened the window and said nothing about the overlap: the bundle's default
+    // no longer fits, so take the largest that does rather than blame an option never given.
+    log::info("--window {}: using --overlap {} (the bundle's default overlap {} needs a longer window)", settings.window,
+              settings.window - 1, settings.overlap);
+    settings.overlap = settings.window - 1;
+  }
+  if (settings.steps > config.scheduler.num_train_timesteps)
+    return Error::usage("--steps " + std::to_string(settings.steps) + ": this bundle's scheduler has " +
+                        std::to_string(config.scheduler.num_train_timesteps) + " training timesteps, so at most " +
+                        std::to_string(config.scheduler.num_train_timesteps) + " steps are possible");
   std::string sampler_name = req.sampler;
   std::replace(sampler_name.begin(), sampler_name.end(), '-', '_');
   STANDIN_ASSIGN_OR_RETURN(settings.sampler, diffusion::parse_sampler(sampler_name));
@@ -452,20 +528,57 @@ Status run_generate(const GenerateRequest& req) {
     return Error::usage("--size " + std::to_string(work.width) + "x" + std::to_string(work.height) +
                         ": this bundle needs multiples of " + std::to_string(config.size_multiple));
 
+  // What will be rendered (frames, size, rate), from the video's header or the poses file,
+  // before any work: it decides whether the run fits in memory and what the encoder gets.
+  media::VideoInfo timeline;
+  std::optional<vision::PoseTrack> poses_only;
+  if (!req.input.empty()) {
+    STANDIN_ASSIGN_OR_RETURN(auto probe, open_video(req.input, /*scan=*/true));
+    timeline = probe.info();
+    if (timeline.frame_count <= 0) return Error::bad_input(req.input + ": the video track has no frames");
+  } else {
+    STANDIN_ASSIGN_OR_RETURN(auto track, vision::read_pose_track(req.poses));
+    STANDIN_ASSIGN_OR_RETURN(timeline, poses_timeline(req.poses, track));
+    poses_only.emplace(std::move(track));
+  }
+  STANDIN_TRY(check_generation_memory(req, timeline, work, settings, config, bundle.dtype(), bundle.device().is_cpu()));
+
+  // The outputs are opened now, so a container, size or rate the encoder refuses fails here.
+  const cv::Size out_size = req.mode == Mode::replace ? cv::Size(timeline.width, timeline.height) : work;
+  media::WriterOptions writer_options;
+  writer_options.crf = req.crf;
+  writer_options.fps = timeline.fps;
+  writer_options.time_base = timeline.time_base;
+  writer_options.audio_from = req.input;
+  writer_options.name_in_messages = req.output;
+  STANDIN_ASSIGN_OR_RETURN(auto output, AtomicOutput::create(req.output, req.overwrite));
+  STANDIN_ASSIGN_OR_RETURN(auto writer, media::VideoWriter::open(output.temp_path(), out_size.width, out_size.height, writer_options));
+  constexpr int kPreviewHeight = 360;
+  std::optional<AtomicOutput> preview_output;
+  std::optional<media::VideoWriter> preview_writer;
+  if (!req.preview.empty()) {
+    media::WriterOptions p = writer_options;
+    p.audio_from.clear();
+    p.name_in_messages = req.preview;
+    STANDIN_ASSIGN_OR_RETURN(auto po, AtomicOutput::create(req.preview, req.overwrite));
+    preview_output.emplace(std::move(po));
+    const int panel_width = preview_panel_width({timeline.width, timeline.height}, out_size, kPreviewHeight);
+    STANDIN_ASSIGN_OR_RETURN(auto pw, media::VideoWriter::open(preview_output->temp_path(), panel_width, kPreviewHeight, p));
+    preview_writer.emplace(std::move(pw));
+  }
+
   // Vision, unless the user brought both poses and masks.
   std::optional<vision::PersonTracker> tracker;
   const bool need_tracker = req.mode == Mode::replace ? (req.poses.empty() || req.mask.empty()) : req.poses.empty();
   // (animate needs no masks: the whole frame is redrawn)
   const std::string vision_dir = req.vision_models.empty() ? default_vision_dir() : req.vision_models;
-  if (need_tracker || fs::exists(vision_dir)) {
+  std::error_code vision_ec;
+  if (need_tracker || fs::exists(vision_dir, vision_ec)) {
     vision::TrackerOptions options;
     options.target_track = req.person;
     options.landmark_model = req.landmark_model;
     options.max_people = req.max_people;
-    if (!req.input.empty()) {  // the landmark smoothing filter works in seconds
-      STANDIN_ASSIGN_OR_RETURN(auto probe, open_video(req.input));
-      if (probe.info().fps.valid()) options.fps = probe.info().fps.value();
-    }
+    if (!req.input.empty() && timeline.fps.valid()) options.fps = timeline.fps.value();  // smoothing works in seconds
     auto created = vision::PersonTracker::create(vision_dir, req.device, options);
     if (created.ok()) {
       tracker.emplace(std::move(created).value());
@@ -481,15 +594,32 @@ Status run_generate(const GenerateRequest& req) {
   STANDIN_ASSIGN_OR_RETURN(auto reference, prepare_reference(req, reference_image, work, config.clip_size, tracker));
   const double reference_prep_s = seconds_since(ref_start);
   // 2. Analysis.
-  STANDIN_ASSIGN_OR_RETURN(auto analysis, analyze(req, tracker, bundle.object_guider() != nullptr));
+  STANDIN_ASSIGN_OR_RETURN(auto analysis, analyze(req, tracker, bundle.object_guider() != nullptr, poses_only, timeline));
+  poses_only.reset();
   const auto& info = analysis.info;
-  if (analysis.frames_with_person == 0)
-    return Error::bad_input(req.input + ": no person found in any frame; pass --mask/--poses or choose another video");
-  log::info("{}: {} frames {}x{} at {:.3f} fps; person in {} frames", req.input, analysis.frames.size(), info.width,
+  const std::string source_name = req.input.empty() ? req.poses : req.input;
+  if (analysis.frames_with_person == 0) {
+    if (req.person >= 0 && !analysis.track_ids.count(req.person)) {
+      std::string found;
+      for (int id : analysis.track_ids) found += (found.empty() ? "" : ", ") + std::to_string(id);
+      return Error::usage("--person " + std::to_string(req.person) + ": " + source_name + " has no track " +
+                          std::to_string(req.person) +
+                          (found.empty() ? " (nobody was found at all)" : " (its tracks: " + found + ")") +
+                          "; see the ids with `standin extract`, or use --person auto");
+    }
+    return Error::bad_input(source_name + ": no person found in any frame; pass --mask/--poses or choose another video");
+  }
+  log::info("{}: {} frames {}x{} at {:.3f} fps; person in {} frames", source_name, analysis.frames.size(), info.width,
                info.height, info.fps.value(), analysis.frames_with_person);
   // One framing for the whole clip, around everywhere the character goes.
+  const cv::Rect2d frame_rect(0, 0, info.width, info.height);
+  const std::string boxes_from = !req.mask.empty() ? req.mask : !req.poses.empty() ? req.poses : req.input;
+  if (!(analysis.union_box.area() > 0) || !((analysis.union_box & frame_rect).area() > 0))
+    return Error::bad_input(boxes_from + ": the character's boxes are empty or outside the " + std::to_string(info.width) +
+                            "x" + std::to_string(info.height) + " frame" +
+                            (boxes_from == req.poses ? "; check the \"box\" values of the poses file" : ""));
   const compose::WorkGeometry geometry = compose::fit_box({info.width, info.height}, work, analysis.union_box);
-  STANDIN_TRY(geometry.validate());
+  if (Status valid = geometry.validate(); !valid.ok()) return valid.error().with_context(boxes_from);
   const compose::Compositor compositor(geometry, compose::FeatherOptions::for_source(geometry.source));
 
   tracker.reset();  // free the vision models before the diffusion work
@@ -513,16 +643,6 @@ Status run_generate(const GenerateRequest& req) {
     STANDIN_ASSIGN_OR_RETURN(auto r, open_video(req.input));
     composite_source.emplace(std::move(r));
   }
-  const cv::Size out_size = req.mode == Mode::replace ? cv::Size(info.width, info.height) : work;
-  media::WriterOptions writer_options;
-  writer_options.crf = req.crf;
-  writer_options.fps = info.fps;
-  writer_options.time_base = info.time_base;
-  writer_options.audio_from = req.input;
-  AtomicOutput output(req.output);
-  STANDIN_ASSIGN_OR_RETURN(auto writer, media::VideoWriter::open(output.temp_path(), out_size.width, out_size.height, writer_options));
-  std::optional<AtomicOutput> preview_output;
-  std::optional<media::VideoWriter> preview_writer;
 
   int64_t written = 0;
   auto sink = [&](int64_t first, const at::Tensor& frames) -> Status {
@@ -548,15 +668,8 @@ Status run_generate(const GenerateRequest& req) {
         STANDIN_ASSIGN_OR_RETURN(out.rgb, compositor.composite(source.rgb, generated_work, track.agnostic.decode()));
       }
       STANDIN_TRY(writer.write(out));
-      if (!req.preview.empty()) {
-        const cv::Mat panel = preview_panel(source.rgb, overlay_of(source.rgb, track), out.rgb, 360);
-        if (!preview_writer) {
-          preview_output.emplace(req.preview);
-          media::WriterOptions p = writer_options;
-          p.audio_from.clear();
-          STANDIN_ASSIGN_OR_RETURN(auto pw, media::VideoWriter::open(preview_output->temp_path(), panel.cols, panel.rows, p));
-          preview_writer.emplace(std::move(pw));
-        }
+      if (preview_writer) {
+        const cv::Mat panel = preview_panel(source.rgb, overlay_of(source.rgb, track), out.rgb, kPreviewHeight);
         media::Frame pf;
         pf.rgb = panel;
         pf.pts = source.pts;
@@ -581,7 +694,11 @@ Status run_generate(const GenerateRequest& req) {
                                                     {req.input, req.reference, req.mask, req.poses, req.object_mask,
                                                      (fs::path(bundle_dir) / "model.json").string()}));
     cache.emplace(std::move(c));
-    if (auto saved = cache->load()) {
+    CacheShape shape;
+    shape.steps = settings.steps;
+    shape.latent_sizes = {1, config.latent_channels, static_cast<int64_t>(analysis.frames.size()),
+                          work.height / config.vae_scale_factor, work.width / config.vae_scale_factor};
+    if (auto saved = cache->load(shape)) {
       log::info("resuming from {} after step {} of {}", cache->folder(), saved->next_step, settings.steps);
       settings.resume = diffusion::SamplingSettings::StepState{saved->next_step, saved->latents, saved->sampler_state};
     }
@@ -633,7 +750,7 @@ Status run_generate(const GenerateRequest& req) {
         {"windows", stats.windows}, {"unet_calls", stats.unet_calls},
         {"seconds_per_frame", total_s / std::max<int64_t>(1, written)},
     };
-    STANDIN_TRY(write_metrics(req.metrics, metrics));
+    STANDIN_TRY(write_file_atomically(req.metrics, metrics.dump(2) + "\n", req.overwrite, "metrics file"));
   }
   return Status::success();
 }

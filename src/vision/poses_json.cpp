@@ -4,10 +4,13 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "standin/core/files.hpp"
+#include "standin/core/json_bounded.hpp"
 #include "standin/core/output.hpp"
 #include "standin/vision/pose.hpp"
 
@@ -150,20 +153,146 @@ std::string frame_text(const FrameAnalysis& f) {
   return s;
 }
 
-}  // namespace
-
-Result<PoseTrack> parse_pose_track(const std::string& text, const std::string& name) {
-  Ctx c{name};
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::parse_error& e) {
-    return Error::bad_input(name + ": not valid JSON (byte " + std::to_string(e.byte) + ")");
-  } catch (const json::exception& e) {  // e.g. out_of_range: a number too large for a double
-    return Error::bad_input(name + ": not valid JSON (" + e.what() + ")");
+// One element of "frames" (already parsed) into a FrameAnalysis; `previous` is the index of the
+// frame before it.
+Result<FrameAnalysis> convert_frame(const Ctx& c, const json& jf, size_t i, int64_t previous) {
+  const std::string field = "frames[" + std::to_string(i) + "]";
+  if (!jf.is_object()) return c.err(field, "expected an object, got " + type_name(jf));
+  if (!jf.contains("frame")) return c.err(field, "missing \"frame\"");
+  FrameAnalysis fa;
+  STANDIN_ASSIGN_OR_RETURN(fa.frame_index, get_int(c, jf["frame"], field + ".frame"));
+  if (fa.frame_index < 0) return c.err(field + ".frame", "must be >= 0, got " + std::to_string(fa.frame_index));
+  if (fa.frame_index <= previous) return c.err(field + ".frame", "frame indices must increase (got " + std::to_string(fa.frame_index) + " after " + std::to_string(previous) + ")");
+  if (jf.contains("people")) {
+    const json& people = jf["people"];
+    if (!people.is_array()) return c.err(field + ".people", "expected an array, got " + type_name(people));
+    fa.people.reserve(people.size());
+    for (size_t k = 0; k < people.size(); ++k) {
+      STANDIN_ASSIGN_OR_RETURN(PersonPose p, get_person(c, people[k], field + ".people[" + std::to_string(k) + "]"));
+      fa.people.push_back(std::move(p));
+    }
   }
-  if (!root.is_object()) return c.err("top level", "expected an object, got " + type_name(root));
-  PoseTrack track;
+  if (jf.contains("target")) {
+    STANDIN_ASSIGN_OR_RETURN(int64_t t, get_int(c, jf["target"], field + ".target"));
+    if (t < -1 || t >= static_cast<int64_t>(fa.people.size()))
+      return c.err(field + ".target", "must be -1 or an index into people (got " + std::to_string(t) + ")");
+    fa.target = static_cast<int>(t);
+  } else {
+    fa.target = fa.people.empty() ? -1 : 0;
+  }
+  return fa;
+}
+
+// Limits of the parse (a real frame holds a few people of ~210 values each; the rest of the
+// file is a handful of header keys).
+constexpr JsonLimits kFrameLimits{16, 1 << 16};
+constexpr JsonLimits kHeaderLimits{16, 1 << 12};
+
+// Streams poses.json: the header keys are built as a small JSON object; each element of
+// "frames" is built on its own, converted and dropped as soon as it closes, so memory holds
+// the converted track plus one frame's JSON, never the whole document's (which is ~20x the text).
+class PosesSax {
+ public:
+  PosesSax(const Ctx& c, PoseTrack& track) : c_(c), track_(track), header_(kHeaderLimits), frame_(kFrameLimits) {}
+
+  bool null() { return scalar(nullptr); }
+  bool boolean(bool v) { return scalar(v); }
+  bool number_integer(json::number_integer_t v) { return scalar(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return scalar(v); }
+  bool number_float(json::number_float_t v, const json::string_t&) { return scalar(v); }
+  bool string(json::string_t& v) { return scalar(std::move(v)); }
+  bool binary(json::binary_t&) { return scalar(nullptr); }
+  bool start_object(std::size_t) { return start(json::object()); }
+  bool start_array(std::size_t) {
+    if (frames_pending_) {  // the value of the top-level "frames": its elements stream
+      frames_pending_ = false;
+      in_frames_ = true;
+      return true;
+    }
+    return start(json::array());
+  }
+  bool key(json::string_t& name) {
+    if (in_frames_) return frame_.key(std::move(name));
+    if (header_.depth() == 1 && name == "frames") {
+      if (saw_frames_) return fail(c_.err("frames", "appears twice"));
+      saw_frames_ = true;
+      frames_pending_ = true;
+      return true;
+    }
+    return header_.key(std::move(name));
+  }
+  bool end_object() { return end(); }
+  bool end_array() {
+    if (in_frames_ && frame_.depth() == 0) {  // the end of "frames"
+      in_frames_ = false;
+      return true;
+    }
+    return end();
+  }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) {
+    return fail(Error::bad_input(c_.name + ": " + describe_json_error(position, e)));
+  }
+
+  std::optional<Error> error;
+  json& header() { return header_.result(); }
+  bool saw_frames() const { return saw_frames_; }
+  bool complete() const { return header_.complete(); }
+
+ private:
+  bool fail(Error e) {
+    if (!error) error = std::move(e);
+    return false;
+  }
+  bool limit_failure(const JsonBuilder& builder, const std::string& where) {
+    return fail(c_.err(where, "too large or nested too deeply (" + builder.limit_error() + ")"));
+  }
+  std::string frame_field() const { return "frames[" + std::to_string(frame_count_) + "]"; }
+  bool scalar(json v) {
+    if (frames_pending_) {  // "frames" is not an array: keep it for the header's message
+      frames_pending_ = false;
+      return header_.key("frames") && header_.scalar(std::move(v));
+    }
+    if (in_frames_) {
+      if (!frame_.scalar(std::move(v))) return limit_failure(frame_, frame_field());
+      return frame_.depth() == 0 ? take_frame() : true;
+    }
+    return header_.scalar(std::move(v)) || limit_failure(header_, "top level");
+  }
+  bool start(json container) {
+    if (frames_pending_) {
+      frames_pending_ = false;
+      if (!header_.key("frames")) return false;
+    }
+    if (in_frames_) return frame_.start(std::move(container)) || limit_failure(frame_, frame_field());
+    return header_.start(std::move(container)) || limit_failure(header_, "top level");
+  }
+  bool end() {
+    if (in_frames_) {
+      frame_.end();
+      return frame_.depth() == 0 ? take_frame() : true;
+    }
+    return header_.end();
+  }
+  bool take_frame() {
+    auto converted = convert_frame(c_, frame_.result(), frame_count_, previous_);
+    frame_.reset();
+    if (!converted.ok()) return fail(converted.error());
+    previous_ = converted->frame_index;
+    track_.frames.push_back(std::move(converted).value());
+    ++frame_count_;
+    return true;
+  }
+
+  const Ctx& c_;
+  PoseTrack& track_;
+  JsonBuilder header_, frame_;
+  bool frames_pending_ = false, in_frames_ = false, saw_frames_ = false;
+  size_t frame_count_ = 0;
+  int64_t previous_ = -1;
+};
+
+// The header keys of a parsed file (everything but "frames") into track.info.
+Status read_header(const Ctx& c, const json& root, PoseTrack& track) {
   if (root.contains("format")) {
     if (!root["format"].is_string() || root["format"].get<std::string>() != kFormat)
       return c.err("format", std::string("expected \"") + kFormat + "\"");
@@ -189,39 +318,6 @@ Result<PoseTrack> parse_pose_track(const std::string& text, const std::string& n
   }
   if (root.contains("source") && root["source"].is_string()) track.info.source = root["source"].get<std::string>();
   if (root.contains("models") && root["models"].is_string()) track.info.models = root["models"].get<std::string>();
-  if (!root.contains("frames")) return c.err("top level", "missing \"frames\"");
-  const json& frames = root["frames"];
-  if (!frames.is_array()) return c.err("frames", "expected an array, got " + type_name(frames));
-  int64_t previous = -1;
-  track.frames.reserve(frames.size());
-  for (size_t i = 0; i < frames.size(); ++i) {
-    const std::string field = "frames[" + std::to_string(i) + "]";
-    const json& jf = frames[i];
-    if (!jf.is_object()) return c.err(field, "expected an object, got " + type_name(jf));
-    if (!jf.contains("frame")) return c.err(field, "missing \"frame\"");
-    FrameAnalysis fa;
-    STANDIN_ASSIGN_OR_RETURN(fa.frame_index, get_int(c, jf["frame"], field + ".frame"));
-    if (fa.frame_index < 0) return c.err(field + ".frame", "must be >= 0, got " + std::to_string(fa.frame_index));
-    if (fa.frame_index <= previous) return c.err(field + ".frame", "frame indices must increase (got " + std::to_string(fa.frame_index) + " after " + std::to_string(previous) + ")");
-    previous = fa.frame_index;
-    if (jf.contains("people")) {
-      const json& people = jf["people"];
-      if (!people.is_array()) return c.err(field + ".people", "expected an array, got " + type_name(people));
-      for (size_t k = 0; k < people.size(); ++k) {
-        STANDIN_ASSIGN_OR_RETURN(PersonPose p, get_person(c, people[k], field + ".people[" + std::to_string(k) + "]"));
-        fa.people.push_back(std::move(p));
-      }
-    }
-    if (jf.contains("target")) {
-      STANDIN_ASSIGN_OR_RETURN(int64_t t, get_int(c, jf["target"], field + ".target"));
-      if (t < -1 || t >= static_cast<int64_t>(fa.people.size()))
-        return c.err(field + ".target", "must be -1 or an index into people (got " + std::to_string(t) + ")");
-      fa.target = static_cast<int>(t);
-    } else {
-      fa.target = fa.people.empty() ? -1 : 0;
-    }
-    track.frames.push_back(std::move(fa));
-  }
   if (root.contains("frame_count")) {
     STANDIN_ASSIGN_OR_RETURN(int64_t n, get_int(c, root["frame_count"], "frame_count"));
     if (n < 0) return c.err("frame_count", "must be >= 0");
@@ -229,16 +325,40 @@ Result<PoseTrack> parse_pose_track(const std::string& text, const std::string& n
   } else {
     track.info.frame_count = static_cast<int64_t>(track.frames.size());
   }
+  return Status::success();
+}
+
+template <class Input>
+Result<PoseTrack> parse_stream(Input&& input, const std::string& name) {
+  Ctx c{name};
+  PoseTrack track;
+  PosesSax sax(c, track);
+  try {
+    json::sax_parse(std::forward<Input>(input), &sax);
+  } catch (const json::exception& e) {  // defensive: errors arrive as parse_error calls
+    return Error::bad_input(name + ": " + describe_json_error(0, e));
+  }
+  if (sax.error) return *sax.error;
+  if (!sax.complete()) return Error::bad_input(name + ": not valid JSON (the text ends early)");
+  const json& root = sax.header();
+  if (!root.is_object()) return c.err("top level", "expected an object, got " + type_name(root));
+  if (root.contains("frames"))  // present here only when it was not an array
+    return c.err("frames", "expected an array, got " + type_name(root["frames"]));
+  if (!sax.saw_frames()) return c.err("top level", "missing \"frames\"");
+  STANDIN_TRY(read_header(c, root, track));
+  track.frames.shrink_to_fit();
   return track;
 }
 
+}  // namespace
+
+Result<PoseTrack> parse_pose_track(const std::string& text, const std::string& name) { return parse_stream(text, name); }
+
 Result<PoseTrack> read_pose_track(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error::bad_input(path + ": cannot open the poses file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return Error::bad_input(path + ": read error");
-  return parse_pose_track(ss.str(), path);
+  STANDIN_ASSIGN_OR_RETURN(auto file, InputFile::open(path, kMaxPosesJsonBytes, "poses file"));
+  auto track = parse_stream(file.stream(), path);
+  STANDIN_TRY(file.finish());  // a read error or a file past the cap explains a parse failure
+  return track;
 }
 
 Result<std::vector<FrameAnalysis>> read_poses_json(const std::string& path) {
@@ -254,7 +374,7 @@ struct PosesJsonWriter::Impl {
   int64_t frames = 0;
   int64_t last_index = -1;
   bool finished = false;
-  explicit Impl(const std::string& path) : out(path) {}
+  explicit Impl(AtomicOutput output) : out(std::move(output)) {}
 };
 
 PosesJsonWriter::PosesJsonWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -262,8 +382,9 @@ PosesJsonWriter::PosesJsonWriter(PosesJsonWriter&&) noexcept = default;
 PosesJsonWriter& PosesJsonWriter::operator=(PosesJsonWriter&&) noexcept = default;
 PosesJsonWriter::~PosesJsonWriter() = default;
 
-Result<PosesJsonWriter> PosesJsonWriter::open(const std::string& path, const PoseTrackInfo& info) {
-  auto impl = std::make_unique<Impl>(path);
+Result<PosesJsonWriter> PosesJsonWriter::open(const std::string& path, const PoseTrackInfo& info, bool overwrite) {
+  STANDIN_ASSIGN_OR_RETURN(auto output, AtomicOutput::create(path, overwrite));
+  auto impl = std::make_unique<Impl>(std::move(output));
   impl->file.open(impl->out.temp_path(), std::ios::binary | std::ios::trunc);
   if (!impl->file) return Error::runtime(path + ": cannot write (" + impl->out.temp_path() + ")");
   json head;
@@ -291,6 +412,7 @@ Status PosesJsonWriter::write(const FrameAnalysis& frame) {
 Status PosesJsonWriter::finish() {
   if (!impl_ || impl_->finished) return Error::runtime("poses.json writer: finished twice");
   impl_->file << "\n],\n\"frame_count\":" << impl_->frames << "}\n";
+  impl_->file.flush();  // a full disk shows up here or at close: both are checked
   impl_->file.close();
   if (impl_->file.fail()) return Error::runtime(impl_->out.destination() + ": write failed");
   impl_->finished = true;
@@ -299,8 +421,9 @@ Status PosesJsonWriter::finish() {
 
 int64_t PosesJsonWriter::frames_written() const { return impl_ ? impl_->frames : 0; }
 
-Status write_poses_json(const std::string& path, const PoseTrackInfo& info, const std::vector<FrameAnalysis>& frames) {
-  STANDIN_ASSIGN_OR_RETURN(auto writer, PosesJsonWriter::open(path, info));
+Status write_poses_json(const std::string& path, const PoseTrackInfo& info, const std::vector<FrameAnalysis>& frames,
+                        bool overwrite) {
+  STANDIN_ASSIGN_OR_RETURN(auto writer, PosesJsonWriter::open(path, info, overwrite));
   for (const auto& f : frames) STANDIN_TRY(writer.write(f));
   return writer.finish();
 }

@@ -120,12 +120,21 @@ struct WriterOptions {
   double audio_end_s = -1;  // >= 0: drop audio packets starting at or after this time
   int threads = 0;          // encoder threads; 0 lets FFmpeg choose
   bool faststart = true;    // MP4/MOV: move the index to the front (a second pass at finish)
+  // The path errors name (the destination the user gave, when `path` is a temporary); empty:
+  // the path written to.
+  std::string name_in_messages;
 };
 
-// H.264 (libx264, yuv420p, BT.709 limited range) in the container named by the file
-// extension (.mp4 / .mov / .mkv; anything else gets MP4).
-// yuv420p needs even dimensions: odd widths/heights are padded by one column/row that
-// repeats the last one, so a 513x771 input is stored (and read back) as 514x772.
+// Checks before any work that `path`'s extension names a container H.264 can go into (MP4,
+// MOV, MKV, AVI, ...; an unknown or missing extension gets MP4). .gif, .png, .webm, .mp3 and
+// the like are refused: Error::bad_input naming the extension and what to use instead.
+Status check_video_output(const std::string& path);
+
+// H.264 (libx264, BT.709 limited range) in the container named by the file extension
+// (.mp4 / .mov / .mkv; an unknown extension gets MP4; see check_video_output).
+// Even sizes are yuv420p (High profile). 4:2:0 can only crop in steps of two, so odd sizes are
+// stored as yuv444p (High 4:4:4) padded to even with the encoder's crop window set: a 17x9
+// input reads back as exactly 17x9, so masks written for odd-sized videos match them.
 class VideoWriter {
  public:
   static Result<VideoWriter> open(const std::string& path, int width, int height,

@@ -20,11 +20,21 @@ struct BatchJob {
   int line = 0;      // 1-based line in the file, for messages
   std::string command;  // replace | animate
   std::string input, output;
-  std::vector<std::string> arguments;  // the child's argv after the program name
+  std::vector<std::string> arguments;  // the child's arguments after the program name and -y
+  bool overwrite = true;  // "overwrite": false: an existing (incomplete) output is not replaced
 };
 
-// Every problem is Error::bad_input naming the file, the line and the key.
+// Every problem is Error::bad_input naming the file, the line and the key. Lines are parsed
+// with limits (core/json_bounded.hpp): a job is a flat object.
 Result<std::vector<BatchJob>> parse_jobs(const std::string& text, const std::string& name = "jobs.jsonl");
+
+// Keys a job may carry: the long options of replace/animate, with whether they take a value
+// (false = a true/false flag). tests/cpp/cli checks them against the command-line parser.
+const std::map<std::string, bool>& job_keys();
+
+// Jobs get their arguments through an inherited file descriptor named by this environment
+// variable (NUL-separated), never through argv, so no argument length limit applies.
+constexpr const char* kArgumentsFdVariable = "STANDIN_ARGS_FD";
 
 struct BatchOptions {
   std::string jobs_path;
@@ -40,7 +50,8 @@ struct BatchSummary {
 };
 
 // Runs this shard's jobs. Returns the summary; an error only when the batch itself cannot run
-// (unreadable jobs file, status file not writable). Failed jobs are counted, not fatal.
+// (unreadable jobs file, status file not writable or held by another batch; all checked before
+// the first job). Failed jobs are counted, not fatal.
 Result<BatchSummary> run_batch(const BatchOptions& options);
 
 // True when `output` exists and decodes to as many frames as `input` (a finished render).

@@ -119,6 +119,8 @@ struct PoseTrack {
 
 // Reads and validates a poses.json. Every problem is Error::bad_input naming the file and the
 // field ("poses.json: frames[3].people[0].body[5]: expected [x, y, score] numbers").
+// The file must be a regular file of at most kMaxPosesJsonBytes (core/files.hpp); it is parsed
+// as a stream, one frame at a time, so memory holds the track, not the JSON document.
 // Frames must have non-negative, strictly increasing indices; body arrays 18 entries,
 // landmarks 0 or 33; scores in [0, 1]; coordinates finite.
 Result<PoseTrack> read_pose_track(const std::string& path);
@@ -126,14 +128,16 @@ Result<std::vector<FrameAnalysis>> read_poses_json(const std::string& path);
 // Parses JSON text (for tests and for callers that already hold the bytes). `name` prefixes messages.
 Result<PoseTrack> parse_pose_track(const std::string& json_text, const std::string& name = "poses.json");
 
-// Whole-file writer (atomic: temp file + rename).
-Status write_poses_json(const std::string& path, const PoseTrackInfo& info, const std::vector<FrameAnalysis>& frames);
+// Whole-file writer (atomic: temp file + rename; an existing file is replaced only with
+// `overwrite`, see AtomicOutput).
+Status write_poses_json(const std::string& path, const PoseTrackInfo& info, const std::vector<FrameAnalysis>& frames,
+                        bool overwrite = false);
 
 // Streaming writer: one frame at a time, bounded memory, atomic on finish().
 // Destroying it without finish() leaves no file behind.
 class PosesJsonWriter {
  public:
-  static Result<PosesJsonWriter> open(const std::string& path, const PoseTrackInfo& info);
+  static Result<PosesJsonWriter> open(const std::string& path, const PoseTrackInfo& info, bool overwrite = false);
   PosesJsonWriter(PosesJsonWriter&&) noexcept;
   PosesJsonWriter& operator=(PosesJsonWriter&&) noexcept;
   ~PosesJsonWriter();

@@ -119,3 +119,45 @@ TEST(ParsePerson, AutoOrTrackId) {
 
 }  // namespace
 }  // namespace standin::cli
+
+#include "standin/pipeline/batch.hpp"
+
+namespace standin::cli {
+namespace {
+
+// Issue 14: numbers are exact or refused; NaN never slips through a range check.
+TEST(CommandLine, NonFiniteAndOutOfRangeNumbersAreUsageErrors) {
+  const std::vector<const char*> base = {"replace", "-i", "a", "-r", "b", "-o", "c"};
+  const auto with = [&](std::vector<const char*> extra) {
+    auto args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return parse(args);
+  };
+  for (const char* cfg : {"nan", "NaN", "inf", "-inf", "1e999", "51", "-1", "3.5x"}) {
+    auto out = with({"--cfg", cfg});
+    EXPECT_EQ(out.exit_code, 2) << cfg;
+    EXPECT_NE(out.text.find("--cfg"), std::string::npos) << out.text;
+  }
+  for (const char* seed : {"18446744073709551616", "9223372036854775808", "1e23", "-1", "1.5", ""})
+    EXPECT_EQ(with({"--seed", seed}).exit_code, 2) << seed;
+  auto largest = with({"--seed", "9223372036854775807", "--cfg", "0"});
+  ASSERT_TRUE(largest.command) << largest.text;
+  EXPECT_EQ(largest.command->generate.seed, INT64_MAX);
+  EXPECT_EQ(largest.command->generate.cfg, 0.0);
+  for (const char* psnr : {"nan", "inf", "-3"}) EXPECT_EQ(parse({"compare", "a", "b", "--min-psnr", psnr}).exit_code, 2) << psnr;
+  auto gate = parse({"compare", "a", "b", "--min-psnr", "40.5"});
+  ASSERT_TRUE(gate.command) << gate.text;
+  EXPECT_EQ(*gate.command->compare.min_psnr, 40.5);
+}
+
+// README: batch job keys are the long option names of replace/animate, so the two lists must
+// not drift apart (landmark_model and max_people once did).
+TEST(CommandLine, BatchJobKeysAreTheLongOptions) {
+  auto options = generate_long_options();
+  EXPECT_TRUE(options.count("landmark-model") && options.count("max-people"));
+  options["overwrite"] = false;  // the global -y/--overwrite, a true/false key in jobs
+  EXPECT_EQ(pipeline::job_keys(), options);
+}
+
+}  // namespace
+}  // namespace standin::cli

@@ -32,7 +32,9 @@ class OutputTest : public ::testing::Test {
 TEST_F(OutputTest, CommitMovesIntoPlace) {
   const auto dest = (dir_ / "out.mp4").string();
   {
-    AtomicOutput out(dest);
+    auto created = AtomicOutput::create(dest, /*overwrite=*/false);
+    ASSERT_TRUE(created.ok()) << created.error().message;
+    AtomicOutput out = std::move(created).value();
     EXPECT_EQ(fs::path(out.temp_path()).extension(), ".mp4");
     EXPECT_NE(out.temp_path(), dest);
     std::ofstream(out.temp_path()) << "data";
@@ -46,8 +48,9 @@ TEST_F(OutputTest, CommitMovesIntoPlace) {
 TEST_F(OutputTest, AbandonedOutputLeavesNothing) {
   const auto dest = (dir_ / "out.mp4").string();
   {
-    AtomicOutput out(dest);
-    std::ofstream(out.temp_path()) << "half written";
+    auto out = AtomicOutput::create(dest, /*overwrite=*/false);
+    ASSERT_TRUE(out.ok());
+    std::ofstream(out->temp_path()) << "half written";
   }
   EXPECT_FALSE(fs::exists(dest));
   EXPECT_EQ(entries(), 0u);

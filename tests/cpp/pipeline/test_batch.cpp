@@ -28,8 +28,25 @@ TEST(BatchJobs, ParsesJobsIntoArguments) {
   EXPECT_EQ((*jobs)[1].command, "animate");
   EXPECT_EQ((*jobs)[1].output, "o2.mp4");
   EXPECT_EQ((*jobs)[1].arguments.front(), "animate");
-  EXPECT_NE(std::find((*jobs)[1].arguments.begin(), (*jobs)[1].arguments.end(), "--overwrite"),
-            (*jobs)[1].arguments.end());
+  EXPECT_TRUE((*jobs)[1].overwrite);
+}
+
+// Issue 14: keys are the README's long option names (underscores or dashes), and
+// "overwrite": false reaches the job (batch passes -y only when the job allows it).
+TEST(BatchJobs, LongOptionKeysAndOverwriteFalse) {
+  auto jobs = parse_jobs(
+      R"({"input": "a.mp4", "reference": "r.png", "output": "o.mp4", "landmark_model": "lite", "max_people": 2, "vision-models": "m", "overwrite": false})"
+      "\n");
+  ASSERT_TRUE(jobs.ok()) << jobs.error().message;
+  const auto& job = jobs->front();
+  EXPECT_FALSE(job.overwrite);
+  const std::vector<std::string> expected = {"replace", "--input", "a.mp4", "--landmark-model", "lite", "--max-people", "2",
+                                             "--output", "o.mp4", "--reference", "r.png", "--vision-models", "m"};
+  EXPECT_EQ(job.arguments, expected);
+  // A line nested like a bomb is refused by the parser's limits, not allocated.
+  auto deep = parse_jobs(std::string(10000, '[') + "\n");
+  ASSERT_FALSE(deep.ok());
+  EXPECT_NE(deep.error().message.find("jobs.jsonl:1"), std::string::npos) << deep.error().message;
 }
 
 TEST(BatchJobs, RejectsMalformedLinesWithTheirLineNumber) {
