@@ -19,8 +19,9 @@ Status run_models(const CommandLine& line) {
     // Every folder with a model.json under the default bundle's parent (models/ by default).
     const fs::path parent = fs::path(pipeline::default_bundle_dir()).parent_path();
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(parent.empty() ? "." : parent, ec))
-      if (fs::exists(entry.path() / "model.json")) dirs.push_back(entry.path().string());
+    // Error codes throughout: an unreadable entry is skipped, never an exception.
+    for (fs::directory_iterator it(parent.empty() ? "." : parent, ec), end; !ec && it != end; it.increment(ec))
+      if (std::error_code exists_ec; fs::exists(it->path() / "model.json", exists_ec)) dirs.push_back(it->path().string());
     std::sort(dirs.begin(), dirs.end());
     if (dirs.empty()) {
       log::warn("no bundles under '{}'; export one with scripts/export_bundle.py", parent.string());
