@@ -27,12 +27,13 @@ Status check_memory(const std::vector<MemoryTerm>& terms, int64_t budget_bytes, 
 // Resident memory of this process now (0 when unknown).
 int64_t resident_bytes();
 
-// Bytes per source pixel that `extract` holds at once (decoded frame, tracker input, three
-// encoders, the overlay's float blend): peak RSS measured at 1280x720 and 3840x2160 differs by
-// 140 bytes per pixel; rounded down (docs/FUZZING.md, "Up-front checks").
-constexpr double kExtractBytesPerPixel = 128;
+// Bytes per source pixel that `extract` holds at once (decoded frames, pose/mask/overlay
+// images, three encoders). Peak RSS per pixel measured on this project's 2-core test machine:
+// 95 (H.264 1280x720 -> 3840x2160, nobody in view; 140 with a person, whose overlay is blended
+// in float) and 58 (FFV1 16000x16000, nobody in view): the smallest, rounded down.
+constexpr double kExtractBytesPerPixel = 48;
 // Bytes per source pixel that replace holds for decoding, compositing and encoding one frame
-// (measured the same way: 51 bytes per pixel), rounded down.
-constexpr double kCompositeBytesPerPixel = 48;
+// (measured slope 51, H.264 1280x720 -> 3840x2160), rounded down well below it.
+constexpr double kCompositeBytesPerPixel = 32;
 
 }  // namespace standin::pipeline
