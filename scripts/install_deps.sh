@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libtorch-dev python3-torch python3-numpy python3-pytest python3-flatbuffers
+  python3-opencv python3-numba python3-pil python3-matplotlib
   libopencv-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev ffmpeg
   libcli11-dev libspdlog-dev nlohmann-json3-dev libgtest-dev googletest
