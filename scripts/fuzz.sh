@@ -4,7 +4,7 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default 600 s; all targets)
 #
-# Targets: model_json poses_json jobs video image.
+# Targets: model_json archive poses_json jobs video image.
 # Environment:
 #   FUZZ_JOBS=2          targets fuzzed at the same time (one core each)
 #   FUZZ_BUILD_DIR=...   build tree (default build-fuzz)
@@ -25,7 +25,7 @@ if ! [[ $seconds =~ ^[0-9]+$ ]] || (( seconds < 1 )); then
   echo "usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]" >&2
   exit 2
 fi
-all_targets=(model_json poses_json jobs video image)
+all_targets=(model_json archive poses_json jobs video image)
 targets=("$@")
 (( ${#targets[@]} )) || targets=("${all_targets[@]}")
 for t in "${targets[@]}"; do
@@ -39,7 +39,7 @@ nice_level=${FUZZ_NICE:-10}
 # Per-target input limits and per-input timeouts (a slower input is reported as a hang).
 max_len() {
   case $1 in
-    model_json) echo 16384 ;; poses_json) echo 8192 ;; jobs) echo 4096 ;; video) echo 32768 ;; image) echo 8192 ;;
+    model_json) echo 16384 ;; archive) echo 4096 ;; poses_json) echo 8192 ;; jobs) echo 4096 ;; video) echo 32768 ;; image) echo 8192 ;;
   esac
 }
 input_timeout() {

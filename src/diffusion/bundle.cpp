@@ -678,6 +678,13 @@ Result<fs::path> resolve_module_file(const ModuleSpec& m, const std::string& dir
 
 }  // namespace
 
+std::string module_archive_problem(const std::string& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) return "cannot be read (" + ec.message() + ")";
+  return archive_problem(path, size);
+}
+
 Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spec, std::optional<DType> dtype,
                             const LoadOptions& options) {
   Bundle b;

@@ -262,6 +262,12 @@ class Bundle {
 // it matches, else a description of the mismatch. Exposed for tests.
 std::string match_spec(const TensorSpec& spec, const at::Tensor& t, const std::map<std::string, int64_t>& bindings,
                        std::optional<at::ScalarType> float_dtype);
+// TorchScript files are zip archives and LibTorch allocates every entry at the size the zip's
+// central directory declares: "" when `path`'s declared sizes are plausible for its size (at
+// most 4x + 64 MB in all), else why not (a zip bomb, a damaged directory). Exposed for the
+// archive fuzz target.
+std::string module_archive_problem(const std::string& path);
+
 std::string match_list(const TensorSpec& spec, const std::vector<at::Tensor>& ts,
                        const std::map<std::string, int64_t>& bindings, std::optional<at::ScalarType> float_dtype);
 
