@@ -115,8 +115,6 @@ Status check_output_path(const std::string& path, bool overwrite, const std::vec
   }
   if (!S_ISDIR(st.st_mode))
     return Error::bad_input(path + ": '" + folder.string() + "' is " + describe_file_type(st.st_mode) + ", not a folder");
-  if (::access(folder.c_str(), W_OK | X_OK) != 0)
-    return Error::bad_input(path + ": folder '" + folder.string() + "' is not writable");
   const std::string name = out.filename().string();
   if (name.empty() || name == "." || name == "..") return Error::bad_input(path + ": give a file name, not a folder");
   const size_t name_max = name_max_in(folder);
@@ -138,6 +136,8 @@ Status check_output_path(const std::string& path, bool overwrite, const std::vec
     if (error == ELOOP) return Error::bad_input(path + ": symbolic link loop; choose another output");
     return Error::bad_input(path + ": cannot use this output (" + errno_text(error) + ")");
   }
+  if (::access(folder.c_str(), W_OK | X_OK) != 0)
+    return Error::bad_input(path + ": folder '" + folder.string() + "' is not writable");
   return Status::success();
 }
 

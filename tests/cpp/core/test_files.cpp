@@ -76,6 +76,16 @@ TEST_F(HostileFs, NonRegularInputsAreRefusedWithoutBlocking) {
   EXPECT_NE(missing.error().message.find("video not found"), std::string::npos);
 }
 
+TEST_F(HostileFs, UnreadableInputsNameThePath) {
+  if (geteuid() == 0) GTEST_SKIP() << "root reads every file";
+  std::ofstream(path("locked.json")) << "{}";
+  fs::permissions(path("locked.json"), fs::perms::none);
+  auto locked = read_file_capped(path("locked.json"), 1 << 20, "poses file");
+  ASSERT_FALSE(locked.ok());
+  EXPECT_EQ(locked.error().message, path("locked.json") + ": cannot read the poses file: permission denied");
+  EXPECT_FALSE(check_regular_file(path("locked.json"), "video").ok());
+}
+
 TEST_F(HostileFs, TextInputsHaveASizeCap) {
   std::ofstream(path("big.json")) << std::string(5000, ' ') << "{}";
   auto capped = read_file_capped(path("big.json"), 4096, "model.json", ExitCode::model);
