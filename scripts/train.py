@@ -173,9 +173,11 @@ def run_stage(args, cfg_train: Dict, stage: Dict, model: StandinModel, state: Di
             g["lr"] = lr_at(stage, step)
         with amp:
             if name == "vae":
-                images = torch.cat([b["frames"][:, 0], b["environment"][:, 0], b["reference"]])
-                weight = torch.cat([b["character"][:, 0], torch.zeros_like(b["character"][:, 0]),
-                                    torch.zeros_like(b["character"][:, 0])])
+                # the frames (weighted up on the character), the masked frames the UNet's
+                # environment input shows, and references over white
+                frames_, char_ = b["frames"].flatten(0, 1), b["character"].flatten(0, 1)
+                images = torch.cat([frames_, b["environment"].flatten(0, 1), b["reference"]])
+                weight = torch.cat([char_, torch.zeros_like(char_), torch.zeros_like(char_[: b["reference"].shape[0]])])
                 out = wrapped(images, weight)
             else:
                 use_obj = bool(step_rng.random() < stage.get("object_steps", 0.3))
@@ -225,11 +227,32 @@ def run_stage(args, cfg_train: Dict, stage: Dict, model: StandinModel, state: Di
     return finished
 
 
+# ----------------------------------------------------------------------------- run folder
+def shipped_weights(model: StandinModel, state: Dict) -> Dict[str, torch.Tensor]:
+    """The averaged weights: the EMA while a stage is under way, else the model itself."""
+    ema_state = state.get("ema")
+    shipped = dict(model.state_dict())
+    if ema_state:
+        shipped.update({k: ema_state[k] for k in shipped if k in ema_state})
+    return shipped
+
+
+def save_run(args, cfg_train: Dict, model: StandinModel, state: Dict) -> Dict:
+    """state.pt (exact resume here) + weights/ (fp16 shards that travel); rank 0 writes."""
+    progress = {k: state[k] for k in ("stage_index", "step", "sessions", "scaling_factor")}
+    progress["done"] = state["stage_index"] >= len(cfg_train["stages"])
+    progress["config"] = cfg_train["model"]
+    if is_main():
+        ckpt.write_shards(os.path.join(args.run, "weights"), shipped_weights(model, state), progress)
+        ckpt.save_state(os.path.join(args.run, "state.pt"), {**state, "model": model.state_dict()})
+    return progress
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="training config (configs/train/*.json)")
-    ap.add_argument("--run", required=True, help="run folder (created; resumed when it exists)")
+    ap.add_argument("--run-dir", dest="run", required=True, help="run folder (created; resumed when it exists)")
     ap.add_argument("--pack", required=True, help="asset pack (scripts/synth/build_asset_pack.py)")
     ap.add_argument("--backgrounds", required=True, help="background plates (scripts/synth/build_backgrounds.py)")
     ap.add_argument("--init", help="weights folder (weights.index.json + progress.json) to start from")
@@ -271,7 +294,7 @@ def main(argv=None) -> int:
 
     os.makedirs(args.run, exist_ok=True)
     state_path = os.path.join(args.run, "state.pt")
-    weights_dir = os.path.join(args.run, "weights")
+    weights_dir = os.path.join(args.run, "weights")  # where save_run writes the shards
     state = {"stage_index": 0, "step": 0, "sessions": 0, "scaling_factor": 1.0, "optimizer": None, "ema": None}
     if os.path.exists(state_path):
         saved = ckpt.load(state_path)
@@ -296,25 +319,16 @@ def main(argv=None) -> int:
             break
         state["stage_index"] += 1
         state["step"] = 0
+        save_run(args, cfg_train, model, state)  # a finished stage survives whatever comes next
         if args.time_limit and all_agree(time.time() - started > args.time_limit, device):
             break
         if args.max_steps_this_call and args.steps_done >= args.max_steps_this_call:
             break
 
-    if is_main():
-        # the averaged weights travel (EMA while a stage is under way, else the model itself)
-        ema_state = state.get("ema")
-        shipped = {k: v for k, v in model.state_dict().items()}
-        if ema_state:
-            shipped.update({k: ema_state[k] for k in shipped if k in ema_state})
-        progress = {k: state[k] for k in ("stage_index", "step", "sessions", "scaling_factor")}
-        progress["done"] = state["stage_index"] >= len(stages)
-        progress["config"] = cfg_train["model"]
-        ckpt.write_shards(weights_dir, shipped, progress)
-        ckpt.save_state(state_path, {**state, "model": model.state_dict()})
-        if args.ship:
-            ckpt.save_shipping_weights(args.ship, shipped, ckpt.shipping_meta(cfg_train, progress))
-        log(f"saved {args.run} ({time.time() - started:.0f} s); done: {progress['done']}")
+    progress = save_run(args, cfg_train, model, state)
+    if is_main() and args.ship:
+        ckpt.save_shipping_weights(args.ship, shipped_weights(model, state), ckpt.shipping_meta(cfg_train, progress))
+    log(f"saved {args.run} ({time.time() - started:.0f} s); done: {progress['done']}")
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

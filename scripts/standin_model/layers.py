@@ -32,10 +32,26 @@ def math_attention(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor] = Non
     return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
+# CUDA's fused attention kernels put batch x heads on one grid axis (at most 65535 blocks); the
+# temporal attention of a big window (one sequence per latent pixel) has far more, so it runs in
+# slices of the batch.
+SDPA_MAX_BATCH_HEADS = 32768
+
 if HAS_SDPA:
     def attention(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         """q [B,H,Nq,d], k/v [B,H,Nk,d], additive bias broadcastable to [B,H,Nq,Nk]."""
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        b, h = q.shape[0], q.shape[1]
+        if b * h <= SDPA_MAX_BATCH_HEADS:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        step = max(1, SDPA_MAX_BATCH_HEADS // h)
+        outs: List[Tensor] = []
+        for i in range(0, b, step):
+            j = min(b, i + step)
+            part: Optional[Tensor] = None
+            if bias is not None:
+                part = bias[i:j] if bias.shape[0] == b else bias
+            outs.append(F.scaled_dot_product_attention(q[i:j], k[i:j], v[i:j], attn_mask=part))
+        return torch.cat(outs, dim=0)
 else:
     def attention(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         """q [B,H,Nq,d], k/v [B,H,Nk,d], additive bias broadcastable to [B,H,Nq,Nk]."""

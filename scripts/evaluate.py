@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Evaluate a trained bundle by self-reconstruction (docs/TRAINING.md's table).
+
+  /usr/bin/python3 scripts/evaluate.py --bundle models/demo --pack .train/pack \
+      --backgrounds .train/backgrounds --clips 8 --frames 12 --out eval/
+
+Held-out rendered clips (test identities, animations and backgrounds) through every row, then a
+markdown table (eval/table.md), the numbers (eval/results.json) and a contact sheet
+(eval/contact_sheet.png: reference | source | output, one case a row).  Rows:
+  trained             the bundle as `replace` runs it
+  no reference        the same bundle sampling without the reference (unconditional path)
+  random weights      the same architecture with random weights (scripts/export_bundle.py)
+  tiny (random)       the tiny random bundle at its own 64x96 size, scaled back up
+  background only     the redraw region filled with the true background plate
+The real-footage protocol (a vtest pedestrian) is scripts/evaluate_real.sh.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from reference_pipeline import Bundle, generate  # noqa: E402
+from standin_train import evaluate as E  # noqa: E402
+from standin_train.data import Backgrounds, DataConfig, SampleMaker  # noqa: E402
+
+
+def make_clips(pack_dir: str, backgrounds_dir: str, n: int, frames: int, seed: int):
+    import synth
+    cfg = DataConfig(frames=frames, inference_mask_probability=1.0, keypoint_drop=0.0, object_probability=0.0,
+                     depth_unknown_probability=0.0, virtual_clip_frames=(frames, 3 * frames))
+    maker = SampleMaker(synth.AssetPack.load(pack_dir), Backgrounds(backgrounds_dir, "test"), cfg, split="test")
+    rng = np.random.default_rng(seed)
+    clips = []
+    while len(clips) < n:
+        try:
+            clips.append(maker.make(rng))
+        except RuntimeError:
+            continue
+    return clips
+
+
+def bundle_row(bundle: Bundle, steps: int, cfg: float, use_reference: bool = True):
+    geo = bundle.manifest["geometry"]
+
+    def run(sample, i):
+        H, W = sample["frames"].shape[1:3]
+        size = (geo["width"], geo["height"])
+        conds = E.conds_from_sample(sample, size=size, seed=1000 + i, lc=geo["latent_channels"],
+                                    vae_scale=geo["vae_scale_factor"])
+        if geo["clip_size"] != sample["reference_clip"].shape[-1]:  # another image encoder size
+            clip = torch.from_numpy(sample["reference_clip"].astype(np.float32))[None]
+            conds["reference_clip"] = torch.nn.functional.interpolate(clip, size=(geo["clip_size"],) * 2,
+                                                                      mode="bicubic", align_corners=False)
+        out = generate(bundle, conds, steps=steps, cfg=cfg, use_reference=use_reference)
+        frames = E.frames_to_uint8(out["frames"])
+        if frames.shape[1:3] != (H, W):
+            frames = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_CUBIC) for f in frames])
+        return frames
+    return run
+
+
+def background_row(sample, i):
+    return np.repeat(sample["background"][None], sample["frames"].shape[0], axis=0)
+
+
+def contact_sheet(clips, outputs, path: str, frame: int = -1):
+    rows = []
+    for s, out in zip(clips, outputs):
+        f = frame if frame >= 0 else s["frames"].shape[0] // 2
+        rows.append(np.concatenate([s["reference"], s["frames"][f], out[f]], axis=1))
+    sheet = np.concatenate(rows, axis=0)
+    cv2.imwrite(path, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", required=True)
+    ap.add_argument("--pack", required=True)
+    ap.add_argument("--backgrounds", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--clips", type=int, default=8)
+    ap.add_argument("--frames", type=int, default=12)
+    ap.add_argument("--steps", type=int, help="default: the bundle's")
+    ap.add_argument("--cfg", type=float, help="default: the bundle's")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--random-bundle", help="random-weights bundle of the same architecture")
+    ap.add_argument("--tiny-bundle", default="models/tiny")
+    ap.add_argument("--rows", default="trained,no_reference,random,tiny,background")
+    ap.add_argument("--threads", type=int)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.time()
+    clips = make_clips(args.pack, args.backgrounds, args.clips, args.frames, args.seed)
+    print(f"{len(clips)} held-out clips of {args.frames} frames in {time.time() - t0:.0f} s", flush=True)
+    trained = Bundle(args.bundle)
+    steps = args.steps or trained.manifest["defaults"]["steps"]
+    cfg = args.cfg if args.cfg is not None else trained.manifest["defaults"]["cfg"]
+    rows = {}
+    wanted = args.rows.split(",")
+    trained_outputs = []
+
+    def keep(fn):
+        def inner(s, i):
+            o = fn(s, i)
+            trained_outputs.append(E.paste(o, s["frames"], s["mask"]))
+            return o
+        return inner
+
+    plan = [("trained", lambda: keep(bundle_row(trained, steps, cfg))),
+            ("no_reference", lambda: bundle_row(trained, steps, cfg, use_reference=False)),
+            ("random", lambda: bundle_row(Bundle(args.random_bundle), steps, cfg) if args.random_bundle else None),
+            ("tiny", lambda: bundle_row(Bundle(args.tiny_bundle), Bundle(args.tiny_bundle).manifest["defaults"]["steps"],
+                                        cfg) if os.path.exists(args.tiny_bundle) else None),
+            ("background", lambda: background_row)]
+    for name, make in plan:
+        if name not in wanted:
+            continue
+        fn = make()
+        if fn is None:
+            print(f"skipping {name}: no bundle", flush=True)
+            continue
+        t1 = time.time()
+        rows[name] = E.run_row(name, clips, fn, log=lambda m: print(m, flush=True))
+        rows[name]["seconds"] = time.time() - t1
+        print(f"{name}: " + json.dumps({k: round(v, 4) for k, v in rows[name].items()}), flush=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"clips": len(clips), "frames": args.frames, "steps": steps, "cfg": cfg, "seed": args.seed,
+                   "bundle": args.bundle, "rows": rows}, f, indent=1)
+    lines = ["| row | PSNR box | SSIM box | PSNR frame | SSIM frame | flicker |", "|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['psnr_box']:.2f} | {r['ssim_box']:.3f} | {r['psnr_frame']:.2f} | "
+                     f"{r['ssim_frame']:.3f} | {r.get('flicker', float('nan')):.2f} |")
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if trained_outputs:
+        contact_sheet(clips, trained_outputs, os.path.join(args.out, "contact_sheet.png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
