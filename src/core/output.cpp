@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
@@ -33,14 +35,19 @@ void on_signal(int signal_number) {
 }
 
 constexpr const char* kSuffixAlphabet = "0123456789abcdefghijklmnopqrstuvwxyz";
-constexpr size_t kSuffixLength = 8;
+constexpr size_t kHostTagLength = 8;
+constexpr size_t kRandomLength = 8;
+constexpr size_t kSuffixLength = kHostTagLength + 1 + kRandomLength;  // HOSTTAG-random
 constexpr const char* kPartialMarker = ".partial-";
 
+// Temporaries are "HOSTTAG-random": a lock proves a writer dead only on the machine that took it
+// (on NFS without lock sharing another host's writer looks unlocked), so only this host's
+// temporaries are ever removed.
 std::string random_suffix() {
   std::random_device device;
   std::uniform_int_distribution<unsigned> digit(0, 35);
-  std::string s;
-  for (size_t i = 0; i < kSuffixLength; ++i) s += kSuffixAlphabet[digit(device)];
+  std::string s = partial_host_tag() + "-";
+  for (size_t i = 0; i < kRandomLength; ++i) s += kSuffixAlphabet[digit(device)];
   return s;
 }
 
@@ -72,7 +79,9 @@ void remove_dead_partials(const fs::path& folder, const std::string& name, size_
         candidate.compare(candidate.size() - tail.size(), tail.size(), tail) != 0)
       continue;
     const std::string suffix = candidate.substr(prefix.size(), kSuffixLength);
-    if (suffix.find_first_not_of(kSuffixAlphabet) != std::string::npos) continue;
+    if (suffix.compare(0, kHostTagLength, partial_host_tag()) != 0 || suffix[kHostTagLength] != '-' ||
+        suffix.find_first_not_of(kSuffixAlphabet, kHostTagLength + 1) != std::string::npos)
+      continue;
     const std::string path = it->path().string();
     const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) continue;
@@ -86,6 +95,19 @@ void remove_dead_partials(const fs::path& folder, const std::string& name, size_
 }
 
 }  // namespace
+
+std::string partial_host_tag() {
+  static const std::string tag = [] {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    uint32_t hash = 2166136261u;  // FNV-1a
+    for (const char* p = host; *p; ++p) hash = (hash ^ static_cast<unsigned char>(*p)) * 16777619u;
+    char text[9];
+    std::snprintf(text, sizeof text, "%08x", hash);
+    return std::string(text);
+  }();
+  return tag;
+}
 
 std::string temporary_name(const std::string& destination_name, const std::string& suffix, size_t name_max) {
   const fs::path name(destination_name);

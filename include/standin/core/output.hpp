@@ -7,8 +7,9 @@
 //    destination (also behind a symlink) is refused, with or without -y, and left untouched;
 //  - without -y the destination is created exclusively: if another process created it while
 //    this one worked, commit() fails instead of replacing it;
-//  - every temporary is locked while its writer lives, so a later run to the same destination
-//    removes temporaries whose writer died (SIGKILL, power loss) and never a live one's;
+//  - every temporary is locked while its writer lives, so a later run on the same machine to
+//    the same destination removes temporaries whose writer died (SIGKILL, power loss) and
+//    never a live one's;
 //  - the temporary's name fits the filesystem whenever the destination's name does.
 #include <string>
 #include <vector>
@@ -52,8 +53,12 @@ class AtomicOutput {
 };
 
 // Name of the temporary AtomicOutput uses for `destination_name` (a file name, no folder) with
-// the given 8-character suffix, shortened to at most `name_max` bytes. Exposed for tests.
+// the given suffix ("HOSTTAG-random"), shortened to at most `name_max` bytes:
+// ".NAME.partial-HOSTTAG-random.EXT". Exposed for tests.
 std::string temporary_name(const std::string& destination_name, const std::string& suffix, size_t name_max);
+// This machine's tag in temporary names (8 hex digits of its host name): only temporaries with
+// it are candidates for removal, since a lock proves a writer dead only on its own machine.
+std::string partial_host_tag();
 
 // SIGINT/SIGTERM set a flag that long loops poll (check_interrupted); they return an error, and
 // AtomicOutput destructors remove the temporaries as the stack unwinds. A second signal kills.

@@ -171,14 +171,19 @@ TEST_F(HostileFs, WithoutOverwriteCreationIsExclusive) {
 TEST_F(HostileFs, DeadWritersTemporariesAreRemovedLiveOnesKept) {
   const std::string dest = path("shot.mp4");
   // What a SIGKILLed run leaves: a temporary nobody holds a lock on.
-  const std::string dead = path(".shot.partial-0123abcd.mp4");
+  const std::string tag = partial_host_tag();
+  const std::string dead = path(".shot.partial-" + tag + "-0123abcd.mp4");
   std::ofstream(dead) << "half a video";
-  const std::string unrelated = path(".other.partial-0123abcd.mp4");
+  const std::string unrelated = path(".other.partial-" + tag + "-0123abcd.mp4");
   std::ofstream(unrelated) << "another destination's";
+  // Another machine's (on a shared folder its lock may not be visible here): never touched.
+  const std::string foreign = path(".shot.partial-" + std::string(tag == "00000000" ? "11111111" : "00000000") + "-0123abcd.mp4");
+  std::ofstream(foreign) << "another host's";
   auto live = AtomicOutput::create(dest, false);
   ASSERT_TRUE(live.ok());
   EXPECT_FALSE(fs::exists(dead));
   EXPECT_TRUE(fs::exists(unrelated));
+  EXPECT_TRUE(fs::exists(foreign));
   // A second run to the same destination must not take the first one's temporary.
   auto concurrent = AtomicOutput::create(dest, false);
   ASSERT_TRUE(concurrent.ok());
@@ -200,8 +205,8 @@ TEST_F(HostileFs, LongNamesFitTheirTemporary) {
   auto too_long = check_output_path(path(std::string(name_max + 1, 'b')), false);
   ASSERT_FALSE(too_long.ok());
   EXPECT_NE(too_long.error().message.find("this filesystem allows"), std::string::npos);
-  EXPECT_EQ(temporary_name("clip.mp4", "abcdefgh", 255), ".clip.partial-abcdefgh.mp4");
-  EXPECT_EQ(temporary_name("clip.mp4", "abcdefgh", 24), ".cl.partial-abcdefgh.mp4");  // 24 bytes
+  EXPECT_EQ(temporary_name("clip.mp4", "0a1b2c3d-abcdefgh", 255), ".clip.partial-0a1b2c3d-abcdefgh.mp4");
+  EXPECT_EQ(temporary_name("clip.mp4", "0a1b2c3d-abcdefgh", 33), ".cl.partial-0a1b2c3d-abcdefgh.mp4");  // 33 bytes
 }
 
 TEST_F(HostileFs, FileInPlaceOfAFolderIsNamedSo) {
