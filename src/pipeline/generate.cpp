@@ -418,31 +418,31 @@ Status check_generation_memory(const GenerateRequest& req, const media::VideoInf
   const double frames = static_cast<double>(timeline.frame_count);
   const double latent_px = static_cast<double>(work.width / config.vae_scale_factor) * (work.height / config.vae_scale_factor);
   const double dtype_bytes = static_cast<double>(c10::elementSize(dtype));
+  // Host memory only: on a GPU the latents and the UNet's activations live in device memory,
+  // which LibTorch reports itself (exit 5, "out of memory") when it runs out.
   // The whole clip's latents live at once: latents, noise, the window accumulator, the model
   // output and the next latents (float32), plus the scene latents and mask (bundle dtype).
-  const double per_frame = latent_px * (config.latent_channels * 4.0 * 5 + (config.latent_channels + 1) * dtype_bytes) +
-                           static_cast<double>(sizeof(FrameTrack));
+  const double latent_bytes = on_cpu ? latent_px * (config.latent_channels * 4.0 * 5 + (config.latent_channels + 1) * dtype_bytes) : 0;
+  const double per_frame = latent_bytes + static_cast<double>(sizeof(FrameTrack));
   std::vector<MemoryTerm> terms;
   const std::string count = std::to_string(timeline.frame_count);
   terms.push_back({req.input.empty() ? req.poses + ": " + count + " frames (frame_count)" : req.input + ": " + count + " frames",
                    frames * per_frame, ExitCode::bad_input, "render a shorter clip (split it) or use a smaller --size"});
-  // One window in the UNet: at least three feature maps of its first level's width at once,
-  // and, on LibTorch 1.x CPU builds (no fused attention), the attention scores of one head
-  // at half the latent resolution (every exported UNet attends there or finer).
-  const double window = std::min<double>(settings.window, frames);
-  const double batch = settings.cfg > 1.0 && settings.cfg_mode == diffusion::CfgMode::batched ? 2 : 1;
-  double window_bytes = batch * window * latent_px * config.pose_channels * dtype_bytes * 3;
-#if TORCH_VERSION_MAJOR < 2
   if (on_cpu) {
+    // One window in the UNet: at least three feature maps of its first level's width at once,
+    // and, on LibTorch 1.x (no fused attention), the attention scores of one head at half the
+    // latent resolution (every exported UNet attends there or finer).
+    const double window = std::min<double>(settings.window, frames);
+    const double batch = settings.cfg > 1.0 && settings.cfg_mode == diffusion::CfgMode::batched ? 2 : 1;
+    double window_bytes = batch * window * latent_px * config.pose_channels * dtype_bytes * 3;
+#if TORCH_VERSION_MAJOR < 2
     const double tokens = latent_px / 4;
     window_bytes += batch * window * tokens * tokens * dtype_bytes;
-  }
-#else
-  (void)on_cpu;
 #endif
-  terms.push_back({"--size " + std::to_string(work.width) + "x" + std::to_string(work.height) + " with --window " +
-                       std::to_string(static_cast<int64_t>(window)),
-                   window_bytes, ExitCode::usage, "use a smaller --size or --window"});
+    terms.push_back({"--size " + std::to_string(work.width) + "x" + std::to_string(work.height) + " with --window " +
+                         std::to_string(static_cast<int64_t>(window)),
+                     window_bytes, ExitCode::usage, "use a smaller --size or --window"});
+  }
   if (req.mode == Mode::replace)
     terms.push_back({req.input + ": " + std::to_string(timeline.width) + "x" + std::to_string(timeline.height) + " frames",
                      static_cast<double>(timeline.width) * timeline.height * kCompositeBytesPerPixel, ExitCode::bad_input,
