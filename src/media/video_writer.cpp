@@ -45,6 +45,16 @@ Status check_video_output(const std::string& path) {
                           ") cannot hold; name the output .mp4, .mov or .mkv");
 }
 
+Status check_lossless_output(const std::string& path) {
+  install_ffmpeg_log_hook();
+  const AVOutputFormat* format = av_guess_format(nullptr, path.c_str(), nullptr);
+  if (format && std::string(format->name) == "matroska") return Status::success();
+  const auto dot = path.find_last_of('.');
+  const std::string ext = dot == std::string::npos ? "no extension" : "'" + path.substr(dot) + "'";
+  return Error::bad_input(path + ": lossless FFV1 video is written to Matroska only (" + ext +
+                          " given); name the file .mkv");
+}
+
 struct VideoWriter::Impl {
   std::string path;  // the name used in messages (WriterOptions::name_in_messages or the file)
   WriterOptions options;
@@ -93,11 +103,15 @@ Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int he
   d.options = options;
   d.width = width;
   d.height = height;
-  d.encoded_width = width + (width & 1);
-  d.encoded_height = height + (height & 1);
+  const bool ffv1 = options.codec == VideoCodec::ffv1;
+  if (options.gray && !ffv1) return Error::runtime(name + ": single-channel frames need the FFV1 codec");
+  // FFV1 keeps every size as it is (no chroma subsampling).
+  d.encoded_width = ffv1 ? width : width + (width & 1);
+  d.encoded_height = ffv1 ? height : height + (height & 1);
   // Odd sides: 4:4:4 so the crop window (in units of one pixel there) can restore the size.
   const bool odd = d.encoded_width != width || d.encoded_height != height;
-  d.pixel_format = odd ? AV_PIX_FMT_YUV444P : AV_PIX_FMT_YUV420P;
+  d.pixel_format = ffv1 ? (options.gray ? AV_PIX_FMT_GRAY8 : AV_PIX_FMT_BGR0)
+                        : odd ? AV_PIX_FMT_YUV444P : AV_PIX_FMT_YUV420P;
   const AVRational fps{options.fps.num, options.fps.den};
   d.time_base = options.time_base.valid() ? AVRational{options.time_base.num, options.time_base.den}
                                           : av_inv_q(fps);
@@ -109,7 +123,8 @@ Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int he
   if (rc < 0 || !raw) return Error::runtime(name + ": cannot create output (" + av_error_text(rc) + ")");
   d.output.reset(raw);
 
-  const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
+  const AVCodec* codec = ffv1 ? avcodec_find_encoder(AV_CODEC_ID_FFV1) : avcodec_find_encoder_by_name("libx264");
+  if (ffv1 && !codec) return Error::runtime(name + ": this FFmpeg has no FFV1 encoder");
   if (!codec) {
     codec = avcodec_find_encoder(AV_CODEC_ID_H264);
     if (!codec) return Error::runtime(name + ": this FFmpeg has no H.264 encoder");
@@ -125,13 +140,17 @@ Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int he
   enc->framerate = fps;
   enc->sample_aspect_ratio = AVRational{1, 1};
   // Tag what we actually produce (see frame conversion below) so players decode it right.
-  enc->colorspace = AVCOL_SPC_BT709;
+  enc->colorspace = ffv1 ? (options.gray ? AVCOL_SPC_UNSPECIFIED : AVCOL_SPC_RGB) : AVCOL_SPC_BT709;
   enc->color_primaries = AVCOL_PRI_BT709;
   enc->color_trc = AVCOL_TRC_BT709;
-  enc->color_range = AVCOL_RANGE_MPEG;
+  enc->color_range = ffv1 ? AVCOL_RANGE_JPEG : AVCOL_RANGE_MPEG;
   enc->thread_count = options.threads;
   if (d.output->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-  if (std::string(codec->name) == "libx264") {
+  if (ffv1) {
+    enc->level = 3;  // FFV1 version 3: slices with CRCs, the archival profile
+    av_opt_set(enc->priv_data, "slicecrc", "1", 0);
+    enc->gop_size = 1;                             // every frame decodable on its own
+  } else if (std::string(codec->name) == "libx264") {
     av_opt_set(enc->priv_data, "crf", std::to_string(options.crf).c_str(), 0);
     if (!options.preset.empty() && av_opt_set(enc->priv_data, "preset", options.preset.c_str(), 0) < 0)
       return Error::runtime(name + ": unknown x264 preset '" + options.preset + "'");
@@ -145,7 +164,8 @@ Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int he
                           " has an odd side, which needs libx264 (this FFmpeg has only " + codec->name + ")");
   }
   rc = avcodec_open2(enc, codec, nullptr);
-  if (rc < 0) return Error::runtime(name + ": cannot open the H.264 encoder (" + av_error_text(rc) + ")");
+  if (rc < 0)
+    return Error::runtime(name + ": cannot open the " + (ffv1 ? "FFV1" : "H.264") + " encoder (" + av_error_text(rc) + ")");
 
   d.stream = avformat_new_stream(d.output.get(), nullptr);
   if (!d.stream) return Error::runtime(name + ": out of memory");
@@ -181,10 +201,19 @@ Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int he
   d.yuv->format = d.pixel_format;
   d.yuv->width = d.encoded_width;
   d.yuv->height = d.encoded_height;
-  d.yuv->colorspace = AVCOL_SPC_BT709;
-  d.yuv->color_range = AVCOL_RANGE_MPEG;
+  d.yuv->colorspace = enc->colorspace;
+  d.yuv->color_range = enc->color_range;
   rc = av_frame_get_buffer(d.yuv.get(), 0);
   if (rc < 0) return Error::runtime(name + ": out of memory for a frame buffer");
+  if (options.gray) return VideoWriter(std::move(impl));  // gray8 is copied as it is, no conversion
+  if (ffv1) {
+    // RGB to BGR0 (FFV1's 8-bit RGB layout): a reordering, exact.
+    SwsContext* sws = sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height, AV_PIX_FMT_BGR0, SWS_POINT,
+                                     nullptr, nullptr, nullptr);
+    if (!sws) return Error::runtime(name + ": cannot set up RGB conversion");
+    d.sws.reset(sws);
+    return VideoWriter(std::move(impl));
+  }
 
   SwsContext* sws = sws_getContext(d.encoded_width, d.encoded_height, AV_PIX_FMT_RGB24,
                                    d.encoded_width, d.encoded_height, d.pixel_format,
@@ -217,9 +246,11 @@ Status VideoWriter::write(const Frame& frame) {
   if (d.failed) return *d.failed;
   if (d.finished) return Error::runtime(d.path + ": write() after finish()");
   const cv::Mat& rgb = frame.rgb;
-  if (rgb.type() != CV_8UC3 || rgb.cols != d.width || rgb.rows != d.height)
+  const int want_type = d.options.gray ? CV_8UC1 : CV_8UC3;
+  if (rgb.type() != want_type || rgb.cols != d.width || rgb.rows != d.height)
     return Error::runtime(d.path + ": frame must be " + std::to_string(d.width) + "x" +
-                          std::to_string(d.height) + " 8-bit RGB, got " + std::to_string(rgb.cols) +
+                          std::to_string(d.height) + (d.options.gray ? " 8-bit gray" : " 8-bit RGB") + ", got " +
+                          std::to_string(rgb.cols) +
                           "x" + std::to_string(rgb.rows) + " with " +
                           std::to_string(rgb.channels()) + " channel(s)");
   int64_t pts = frame.pts;
@@ -235,9 +266,14 @@ Status VideoWriter::write(const Frame& frame) {
                        cv::BORDER_REPLICATE);
   int rc = av_frame_make_writable(d.yuv.get());  // the encoder may still hold the last one
   if (rc < 0) return d.fail(Error::runtime(d.path + ": out of memory"));
-  const uint8_t* src_planes[4] = {source.data, nullptr, nullptr, nullptr};
-  const int src_strides[4] = {static_cast<int>(source.step), 0, 0, 0};
-  sws_scale(d.sws.get(), src_planes, src_strides, 0, d.encoded_height, d.yuv->data, d.yuv->linesize);
+  if (d.options.gray) {
+    for (int y = 0; y < d.height; ++y)
+      std::copy_n(source.ptr<uint8_t>(y), d.width, d.yuv->data[0] + static_cast<ptrdiff_t>(y) * d.yuv->linesize[0]);
+  } else {
+    const uint8_t* src_planes[4] = {source.data, nullptr, nullptr, nullptr};
+    const int src_strides[4] = {static_cast<int>(source.step), 0, 0, 0};
+    sws_scale(d.sws.get(), src_planes, src_strides, 0, d.encoded_height, d.yuv->data, d.yuv->linesize);
+  }
   d.yuv->pts = pts;
   rc = avcodec_send_frame(d.encoder.get(), d.yuv.get());
   if (rc < 0) return d.fail(Error::runtime(d.path + ": video encoding failed (" + av_error_text(rc) + ")"));

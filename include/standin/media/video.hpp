@@ -107,7 +107,14 @@ class VideoReader {
   std::unique_ptr<Impl> impl_;
 };
 
+// What VideoWriter encodes. ffv1 is lossless (FFV1 version 3 in Matroska): RGB frames are
+// stored as bgr0 and single-channel frames as gray8, both bit-exact on reading back
+// (mattes for compositors, intermediate renders).
+enum class VideoCodec { h264, ffv1 };
+
 struct WriterOptions {
+  VideoCodec codec = VideoCodec::h264;
+  bool gray = false;               // ffv1 only: frames are CV_8UC1 (stored as gray8, full range)
   int crf = 18;                    // libx264 constant rate factor (0..51, lower = better)
   std::string preset = "medium";  // libx264 preset
   Rational fps{25, 1};             // nominal frame rate (stream header, pts < 0 frames)
@@ -129,8 +136,12 @@ struct WriterOptions {
 // MOV, MKV, AVI, ...; an unknown or missing extension gets MP4). .gif, .png, .webm, .mp3 and
 // the like are refused: Error::bad_input naming the extension and what to use instead.
 Status check_video_output(const std::string& path);
+// The same for lossless FFV1 outputs (mattes): only Matroska (.mkv) is accepted, since FFV1 in
+// MP4/MOV is not something compositing applications read. Error::bad_input otherwise.
+Status check_lossless_output(const std::string& path);
 
 // H.264 (libx264, BT.709 limited range) in the container named by the file extension
+// (or lossless FFV1 with WriterOptions::codec, any size, no rounding)
 // (.mp4 / .mov / .mkv; an unknown extension gets MP4; see check_video_output).
 // Even sizes are yuv420p (High profile). 4:2:0 can only crop in steps of two, so odd sizes are
 // stored as yuv444p (High 4:4:4) padded to even with the encoder's crop window set: a 17x9

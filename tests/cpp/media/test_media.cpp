@@ -447,6 +447,71 @@ TEST(VideoWriter, SameInputGivesByteIdenticalFile) {
   EXPECT_TRUE(first == second);
 }
 
+// Mattes and intermediate renders (issue 13): FFV1 in Matroska reads back bit-exactly, RGB and
+// gray, odd sizes included, with the timestamps it was given.
+TEST(VideoWriter, Ffv1IsLosslessForRgbAndGray) {
+  for (const bool gray : {false, true}) {
+    const std::string path = out_path(gray ? "lossless_gray.mkv" : "lossless_rgb.mkv");
+    WriterOptions options;
+    options.codec = VideoCodec::ffv1;
+    options.gray = gray;
+    options.fps = {10, 1};
+    options.time_base = {1, 1000};
+    auto writer = VideoWriter::open(path, 17, 9, options);
+    ASSERT_TRUE(writer.ok()) << writer.error().message;
+    std::vector<cv::Mat> written;
+    const std::vector<int64_t> pts = {0, 100, 250, 300, 420};  // variable steps
+    for (size_t i = 0; i < pts.size(); ++i) {
+      cv::Mat rgb(9, 17, CV_8UC3);
+      cv::randu(rgb, cv::Scalar::all(0), cv::Scalar::all(256));  // the full 0..255 range, noise
+      Frame frame;
+      if (gray) {
+        cv::extractChannel(rgb, frame.rgb, 1);
+      } else {
+        frame.rgb = rgb;
+      }
+      frame.pts = pts[i];
+      written.push_back(frame.rgb.clone());
+      ASSERT_TRUE(writer->write(frame).ok());
+    }
+    ASSERT_TRUE(writer->finish().ok());
+    ReaderOptions ro;
+    ro.scan_packets = true;
+    auto reader = VideoReader::open(path, ro);
+    ASSERT_TRUE(reader.ok()) << reader.error().message;
+    EXPECT_EQ(reader->info().codec, "ffv1");
+    EXPECT_EQ(reader->info().frame_count, static_cast<int64_t>(pts.size()));
+    for (size_t i = 0; i < pts.size(); ++i) {
+      Frame back;
+      auto got = reader->read(back);
+      ASSERT_TRUE(got.ok() && *got) << i;
+      EXPECT_NEAR(back.time_s, pts[i] / 1000.0, 1e-3) << i;
+      cv::Mat channel = back.rgb;
+      if (gray) {
+        for (int c = 0; c < 3; ++c) {  // gray reads back as R = G = B = the value written
+          cv::extractChannel(back.rgb, channel, c);
+          EXPECT_EQ(cv::norm(channel, written[i], cv::NORM_INF), 0.0) << "frame " << i << " channel " << c;
+        }
+      } else {
+        EXPECT_EQ(cv::norm(channel, written[i], cv::NORM_INF), 0.0) << "frame " << i;
+      }
+    }
+  }
+}
+
+TEST(VideoWriter, LosslessOutputsMustBeMatroska) {
+  EXPECT_TRUE(check_lossless_output("matte.mkv").ok());
+  for (const char* name : {"matte.mp4", "matte.mov", "matte.png", "matte"}) {
+    const Status s = check_lossless_output(name);
+    ASSERT_FALSE(s.ok()) << name;
+    EXPECT_EQ(s.error().code, ExitCode::bad_input);
+    EXPECT_NE(s.error().message.find(".mkv"), std::string::npos) << s.error().message;
+  }
+  WriterOptions options;
+  options.gray = true;  // gray frames need FFV1
+  EXPECT_FALSE(VideoWriter::open(out_path("gray.mp4"), 16, 16, options).ok());
+}
+
 TEST(VideoWriter, DestroyedWithoutFinishDoesNotCrash) {
   WriterOptions options;
   options.fps = {24, 1};
