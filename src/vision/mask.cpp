@@ -51,9 +51,43 @@ cv::Mat shape_agnostic_mask(const cv::Mat& mask, cv::Rect box, int k_h, int k_w)
   return out;
 }
 
-cv::Mat shape_agnostic_mask_inference(const cv::Mat& mask, cv::Rect box, int dilate_px) {
+cv::Mat shape_agnostic_mask_inference(const cv::Mat& mask, cv::Rect box, int dilate_px, int blocks) {
   if (box.empty()) box = mask_bounding_box(mask);
-  cv::Mat out = shape_agnostic_mask(mask, box, std::max(1, box.height / 10), std::max(1, box.width / 10));
+  const int k_h = blocks > 0 ? blocks : std::max(1, box.height / 10);
+  const int k_w = blocks > 0 ? blocks : std::max(1, box.width / 10);
+  cv::Mat out = shape_agnostic_mask(mask, box, k_h, k_w);
+  if (dilate_px > 0) cv::dilate(out, out, ellipse_kernel(dilate_px));
+  return out;
+}
+
+std::optional<MaskMode> parse_mask_mode(const std::string& name) {
+  if (name == "agnostic") return MaskMode::agnostic;
+  if (name == "tight") return MaskMode::tight;
+  if (name == "box") return MaskMode::box;
+  return std::nullopt;
+}
+
+const char* to_string(MaskMode mode) {
+  switch (mode) {
+    case MaskMode::agnostic: return "agnostic";
+    case MaskMode::tight: return "tight";
+    case MaskMode::box: return "box";
+  }
+  return "agnostic";
+}
+
+cv::Mat redraw_region(const cv::Mat& character, MaskMode mode, int dilate_px, int blocks) {
+  CV_Assert(character.type() == CV_8U);
+  const cv::Mat binary = character > 0;
+  if (mode == MaskMode::agnostic) return shape_agnostic_mask_inference(binary, {}, dilate_px, blocks);
+  cv::Mat out;
+  if (mode == MaskMode::tight) {
+    out = binary;
+  } else {
+    out = cv::Mat::zeros(character.size(), CV_8U);
+    const cv::Rect box = mask_bounding_box(binary);
+    if (!box.empty()) out(box).setTo(255);
+  }
   if (dilate_px > 0) cv::dilate(out, out, ellipse_kernel(dilate_px));
   return out;
 }

@@ -171,6 +171,29 @@ cv::Mat render_depth_map(const Body18& body, cv::Size canvas_size, const cv::Mat
   return canvas;
 }
 
+void draw_hands_and_face(cv::Mat& canvas, const std::vector<Keypoint>& lm, const cv::Mat& m) {
+  if (lm.size() < static_cast<size_t>(kBlazePoseCount) || canvas.type() != CV_8UC3) return;
+  // BlazePose indices: wrists 15/16, pinky 17/18, index 19/20, thumb 21/22 (left/right).
+  static constexpr std::array<std::array<int, 2>, 4> kHandEdges = {{{0, 3}, {0, 2}, {0, 1}, {2, 1}}};  // offsets: wrist, pinky, index, thumb
+  static const std::array<cv::Scalar, 4> kHandColours = {cv::Scalar(255, 0, 0), cv::Scalar(255, 255, 0),
+                                                        cv::Scalar(0, 255, 0), cv::Scalar(0, 255, 255)};
+  const auto at = [&](int i) {
+    const cv::Point2d p = transform(m, lm[static_cast<size_t>(i)]);
+    return cv::Point(static_cast<int>(p.x), static_cast<int>(p.y));
+  };
+  for (const int side : {0, 1}) {
+    const int joints[4] = {15 + side, 17 + side, 19 + side, 21 + side};
+    for (size_t e = 0; e < kHandEdges.size(); ++e) {
+      const int a = joints[kHandEdges[e][0]], b = joints[kHandEdges[e][1]];
+      if (shown(lm[a]) && shown(lm[b])) cv::line(canvas, at(a), at(b), kHandColours[e], 2, cv::LINE_8);
+    }
+    for (int k = 1; k < 4; ++k)
+      if (shown(lm[joints[k]])) cv::circle(canvas, at(joints[k]), 2, cv::Scalar(0, 0, 255), cv::FILLED, cv::LINE_8);
+  }
+  for (const int i : {1, 3, 4, 6, 9, 10})  // eye inner/outer corners, mouth corners
+    if (shown(lm[i])) cv::circle(canvas, at(i), 2, cv::Scalar(255, 255, 255), cv::FILLED, cv::LINE_8);
+}
+
 void draw_skeleton(cv::Mat& rgb, const Body18& body, const cv::Mat& m, int stick_width, int joint_radius) {
   if (rgb.empty() || rgb.type() != CV_8UC3) return;
   draw_limbs(rgb, body, m, 1.0, std::max(1, stick_width));

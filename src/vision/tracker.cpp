@@ -451,6 +451,23 @@ Result<FrameAnalysis> PersonTracker::process(const cv::Mat& rgb, int64_t index) 
   } else {
     ++m.without_target;
   }
+  // Masks of the other people asked for (several characters replaced in one run).
+  if (o.segmentation) {
+    for (const int id : o.mask_tracks) {
+      if (fa.track_masks.count(id)) continue;
+      if (id == target_id && fa.target >= 0) {
+        if (!fa.target_mask.empty()) fa.track_masks[id] = fa.target_mask;
+        continue;
+      }
+      for (auto& t : m.tracks) {
+        if (t.id != id || !t.seen_this_frame) continue;
+        const auto t0 = std::chrono::steady_clock::now();
+        cv::Mat prob = m.target_probability(t, frame);
+        if (!prob.empty()) fa.track_masks[id] = t.refiner.refine(prob, cv::Rect(t.box));
+        m.stats.mask_s += seconds_since(t0);
+      }
+    }
+  }
   ++m.frame_counter;
   ++m.stats.frames;
   m.stats.total_s += seconds_since(started);
@@ -495,6 +512,14 @@ Result<ReferenceAnalysis> PersonTracker::analyze_reference(const cv::Mat& rgb) {
   if (!mb.empty()) area |= cv::Rect2f(mb);
   ref.crop = reference_crop(area, rgb.size());
   return ref;
+}
+
+void set_smoothing_strength(TrackerOptions& options, double strength) {
+  const TrackerOptions defaults;
+  options.smooth = strength > 0;
+  if (!options.smooth) return;
+  options.smooth_min_cutoff = static_cast<float>(defaults.smooth_min_cutoff / strength);
+  options.smooth_beta = static_cast<float>(defaults.smooth_beta / strength);
 }
 
 cv::Rect reference_crop(const cv::Rect2f& area, cv::Size image) {

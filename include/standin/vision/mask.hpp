@@ -2,7 +2,9 @@
 // Character masks: the shape-agnostic mask of Animate Anyone 2 and the refinement that turns a
 // network's per-frame probability map into a clean, temporally stable soft mask.
 #include <cstdint>
+#include <optional>
 #include <random>
+#include <string>
 
 #include <opencv2/core.hpp>
 
@@ -17,7 +19,21 @@ cv::Mat shape_agnostic_mask(const cv::Mat& mask, cv::Rect box, int k_h, int k_w)
 
 // Inference rule (AA2): k_h = box.height / 10, k_w = box.width / 10 (at least 1), and the
 // result dilated by `dilate_px` (0 = none). `box` empty = bounding box of mask > 0.
-cv::Mat shape_agnostic_mask_inference(const cv::Mat& mask, cv::Rect box = {}, int dilate_px = 0);
+// `blocks` > 0 replaces the rule: k_h = k_w = blocks (fewer = coarser, hides the source
+// silhouette better; more = tighter, fewer halos).
+cv::Mat shape_agnostic_mask_inference(const cv::Mat& mask, cv::Rect box = {}, int dilate_px = 0, int blocks = 0);
+
+// Which region of a frame the model redraws (replace's --mask-mode):
+//   agnostic  the shape-agnostic block mask (what AA2 trains with; the default);
+//   tight     the character mask itself (least background redrawn; the source silhouette shows);
+//   box       the character's bounding box, filled (most background redrawn, no shape at all).
+enum class MaskMode { agnostic, tight, box };
+// "agnostic" | "tight" | "box"; nullopt otherwise.
+std::optional<MaskMode> parse_mask_mode(const std::string& name);
+const char* to_string(MaskMode mode);
+// Character mask (CV_8U, > 0 = character) -> the redraw region (CV_8U 0/255) for `mode`,
+// dilated by `dilate_px`; `blocks` as in shape_agnostic_mask_inference (agnostic only).
+cv::Mat redraw_region(const cv::Mat& character, MaskMode mode, int dilate_px, int blocks = 0);
 
 struct AgnosticTrainingOptions {
   // Block side in pixels drawn independently per axis in [block_min_px, block_max_px]

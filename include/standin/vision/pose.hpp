@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,6 +58,8 @@ struct FrameAnalysis {
   std::vector<PersonPose> people;
   int target = -1;       // index into `people` of the selected person, -1 = none this frame
   cv::Mat target_mask;   // CV_8U 0..255 at source size, soft (feathered); empty when target < 0
+  // Soft masks of TrackerOptions::mask_tracks seen this frame, by track id (not in poses.json).
+  std::map<int, cv::Mat> track_masks;
 
   const PersonPose* target_person() const {
     return target >= 0 && target < static_cast<int>(people.size()) ? &people[target] : nullptr;
@@ -87,6 +90,14 @@ extern const std::array<cv::Vec3b, 18> kOpenPoseColors;  // RGB
 cv::Mat render_pose_map(const Body18& body, cv::Size canvas, const cv::Mat& source_to_canvas = {});
 // Same, several skeletons on one canvas (limbs of all people, dimmed, then all joints).
 cv::Mat render_pose_map(const std::vector<Body18>& bodies, cv::Size canvas, const cv::Mat& source_to_canvas = {});
+// BlazePose hand and face detail on top of a pose map, for bundles trained with it (model.json
+// conditioning.pose_hands_face; docs/BUNDLE.md). Per hand: wrist -> thumb, wrist -> index,
+// wrist -> pinky and index -> pinky as 2 px lines in rainbow colours, the three finger points as
+// blue discs of radius 2; face: eye corners (inner/outer) and mouth corners as white discs of
+// radius 2 (the nose, eyes and ears are already body joints). Points with visibility < 0.3 are
+// hidden. `landmarks`: the 33 BlazePose landmarks (fewer: nothing is drawn).
+void draw_hands_and_face(cv::Mat& canvas_rgb, const std::vector<Keypoint>& landmarks,
+                         const cv::Mat& source_to_canvas = {});
 // The skeleton's relative depth (pose modulation's second input): the pose map's limb ellipses
 // and joint discs, each filled with its depth value (a limb: the mean of its joints' values),
 // drawn far to near (ties in the pose map's drawing order) so nearer parts cover farther ones.

@@ -7,6 +7,7 @@
 // Several people are tracked with IoU-matched identities; one of them is the target.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
@@ -34,10 +35,18 @@ struct TrackerOptions {
   float smooth_beta = 80.0f;
   float smooth_derivate_cutoff = 1.0f;
   bool segmentation = true;            // per-frame target mask
+  // Also refine the masks of these track ids (FrameAnalysis::track_masks), for replacing several
+  // people in one run; each track keeps its own temporal mask state.
+  std::vector<int> mask_tracks;
   MaskRefineOptions mask;
   double fps = 30.0;                   // for the smoothing filter
   int threads = 0;                     // torch intra-op threads, 0 = leave as is
 };
+
+// --pose-smoothing: 0 = off, 1 = MediaPipe's One Euro settings (the default), larger = smoother
+// (min cutoff and beta divided by the strength: less jitter, more lag on fast moves).
+// Strength must be finite and >= 0 (callers validate; negative values count as 0).
+void set_smoothing_strength(TrackerOptions& options, double strength);
 
 // Cumulative work counters (for logs and benchmarks).
 struct TrackerStats {

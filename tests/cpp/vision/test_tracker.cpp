@@ -187,3 +187,45 @@ TEST(Tracker, FollowsWalkingPersonInVtest) {
               static_cast<long long>(s.detector_runs), 1000 * s.detector_s / std::max<int64_t>(1, s.detector_runs),
               static_cast<long long>(s.landmark_runs), 1000 * s.landmark_s / std::max<int64_t>(1, s.landmark_runs));
 }
+
+// Several characters in one run (issue 13): masks for the asked-for tracks, each over its own
+// person, the same target and ids as without them.
+TEST(Tracker, MasksOfSeveralTracks) {
+  if (!have_models()) GTEST_SKIP() << "no converted models in " << models_dir();
+  const std::string path = vtest_path();
+  if (path.empty()) GTEST_SKIP() << "vtest.avi missing (apt-get install opencv-doc)";
+  auto reader = media::VideoReader::open(path);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  TrackerOptions plain = test_options();
+  plain.fps = reader->info().fps.value();
+  TrackerOptions several = plain;
+  several.mask_tracks = {0, 1};
+  auto a = PersonTracker::create(models_dir(), "cpu", plain);
+  auto b = PersonTracker::create(models_dir(), "cpu", several);
+  ASSERT_TRUE(a.ok() && b.ok());
+  media::Frame f;
+  int both = 0;
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(reader->read(f).value());
+    auto fa = a->process(f.rgb, i);
+    auto fb = b->process(f.rgb, i);
+    ASSERT_TRUE(fa.ok() && fb.ok());
+    ASSERT_EQ(fa->people.size(), fb->people.size());
+    EXPECT_EQ(fa->target, fb->target);
+    EXPECT_TRUE(fa->track_masks.empty());
+    for (size_t k = 0; k < fb->people.size(); ++k) EXPECT_EQ(fa->people[k].track_id, fb->people[k].track_id);
+    for (const auto& [id, mask] : fb->track_masks) {
+      ASSERT_EQ(mask.size(), f.rgb.size());
+      // The mask lies on its own person's box.
+      const PersonPose* person = nullptr;
+      for (const auto& p : fb->people)
+        if (p.track_id == id) person = &p;
+      ASSERT_NE(person, nullptr) << "mask for track " << id << " who is not in the frame";
+      const cv::Rect box = cv::Rect(person->box) & cv::Rect(0, 0, mask.cols, mask.rows);
+      const double inside = cv::countNonZero(mask(box) > 127), all = cv::countNonZero(mask > 127);
+      EXPECT_GT(inside, 0.8 * all) << "track " << id << " frame " << i;
+    }
+    both += fb->track_masks.size() == 2 ? 1 : 0;
+  }
+  EXPECT_GE(both, 6);
+}
