@@ -132,6 +132,13 @@ FeatherOptions FeatherOptions::for_source(cv::Size source) {
   return o;
 }
 
+FeatherOptions FeatherOptions::with_width(int px) {
+  FeatherOptions o;
+  o.dilate_px = std::max(0, px);
+  o.sigma_px = o.dilate_px / 2.0;
+  return o;
+}
+
 cv::Mat feather_mask(const cv::Mat& mask, const FeatherOptions& o) {
   CV_Assert(mask.channels() == 1 && (mask.depth() == CV_8U || mask.depth() == CV_32F));
   cv::Mat alpha = cv::Mat::zeros(mask.size(), CV_32F);
@@ -205,7 +212,24 @@ Result<cv::Mat> Compositor::composite(const cv::Mat& original, const cv::Mat& ge
   if (mask.size() != g.source || mask.channels() != 1 || (mask.depth() != CV_8U && mask.depth() != CV_32F))
     return Error::bad_input("compositor: character mask must be a single-channel 8-bit or float image of the source size");
   try {
-    const cv::Mat alpha = feather_mask(mask, feather_);
+    return composite_with_alpha(original, generated_work, feather_mask(mask, feather_));
+  } catch (const cv::Exception& e) {
+    return Error::runtime(std::string("compositor: OpenCV failed: ") + e.what());
+  }
+}
+
+Result<cv::Mat> Compositor::composite_with_alpha(const cv::Mat& original, const cv::Mat& generated_work,
+                                                 const cv::Mat& alpha) const {
+  const auto& g = geometry_;
+  if (original.type() != CV_8UC3 || original.size() != g.source)
+    return Error::bad_input("compositor: original frame must be 8-bit BGR " + std::to_string(g.source.width) + "x" +
+                            std::to_string(g.source.height));
+  if (generated_work.type() != CV_8UC3 || generated_work.size() != g.work)
+    return Error::bad_input("compositor: generated frame must be 8-bit BGR " + std::to_string(g.work.width) + "x" +
+                            std::to_string(g.work.height));
+  if (alpha.type() != CV_32F || alpha.size() != g.source)
+    return Error::bad_input("compositor: alpha must be a float image of the source size");
+  try {
     const Placed placed = from_work(generated_work, g);
     return blend(original, placed.image, placed.rect, alpha);
   } catch (const cv::Exception& e) {

@@ -76,6 +76,9 @@ struct FeatherOptions {
   double one_above = 1.0 - 1.0 / 1024;  // and over this exactly 1 (pixel fully generated)
   // Defaults that scale with the frame: dilation ≈ 1% of the short side, sigma half of it.
   static FeatherOptions for_source(cv::Size source);
+  // An explicit soft-edge width (--feather PX): dilation PX, sigma PX / 2; 0 = a hard edge
+  // exactly on the mask.
+  static FeatherOptions with_width(int px);
 };
 
 // Character mask (CV_8U 0/255 or CV_32F 0..1, source size) -> CV_32F alpha in [0,1]: dilated,
@@ -94,6 +97,10 @@ class Compositor {
   // character_mask: source-size mask of the region to replace (the dilated/feathered result of
   // it is where generated pixels appear). Error::bad_input on size/type mismatches.
   Result<cv::Mat> composite(const cv::Mat& original, const cv::Mat& generated_work, const cv::Mat& character_mask) const;
+  // The two halves of composite(): the compositing alpha (CV_32F, source size) of a character
+  // mask, and the blend through a given alpha (what a matte records).
+  cv::Mat alpha(const cv::Mat& character_mask) const { return feather_mask(character_mask, feather_); }
+  Result<cv::Mat> composite_with_alpha(const cv::Mat& original, const cv::Mat& generated_work, const cv::Mat& alpha) const;
   const WorkGeometry& geometry() const { return geometry_; }
 
  private:

@@ -203,6 +203,37 @@ TEST(Compositor, PaddedGeometryAndErrors) {
   EXPECT_FALSE(comp.composite(original, random_bgr(work, 4), cv::Mat::zeros(10, 10, CV_8U)).ok());
 }
 
+// --feather PX and the matte (issue 13): composite() = composite_with_alpha(alpha()); width 0
+// is a hard edge on the mask; wider feathers reach further out.
+TEST(Compositor, AlphaIsWhatCompositeBlendsWith) {
+  const cv::Size src(320, 180), work(128, 192);
+  auto g = fit_box(src, work, cv::Rect2d(140, 30, 50, 120), 0.15);
+  const cv::Mat original = random_bgr(src, 7), generated = random_bgr(work, 8);
+  cv::Mat mask = cv::Mat::zeros(src, CV_8U);
+  cv::rectangle(mask, cv::Rect(150, 50, 30, 80), 255, cv::FILLED);
+  for (const int width : {0, 3, 12}) {
+    Compositor comp(g, FeatherOptions::with_width(width));
+    const cv::Mat alpha = comp.alpha(mask);
+    auto a = comp.composite(original, generated, mask);
+    auto b = comp.composite_with_alpha(original, generated, alpha);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(cv::norm(*a, *b, cv::NORM_INF), 0) << width;
+    // (Nearly) opaque on the mask, the soft edge outside it: at least `width` out, at most the
+    // dilation plus the blur's 3 sigma.
+    EXPECT_EQ(cv::countNonZero((mask > 0) & (alpha < 0.9)), 0) << width;
+    const cv::Rect covered = cv::boundingRect(alpha > 0);
+    const int reach = width + (width * 3 + 1) / 2 + 1;
+    EXPECT_TRUE((covered & cv::Rect(150 - width, 50 - width, 30 + 2 * width, 80 + 2 * width)) ==
+                cv::Rect(150 - width, 50 - width, 30 + 2 * width, 80 + 2 * width)) << width;
+    EXPECT_TRUE((covered | cv::Rect(150 - reach, 50 - reach, 30 + 2 * reach, 80 + 2 * reach)) ==
+                cv::Rect(150 - reach, 50 - reach, 30 + 2 * reach, 80 + 2 * reach)) << width;
+    if (width == 0) EXPECT_EQ(cv::countNonZero((alpha > 0) != (mask > 0)), 0);
+    else EXPECT_GT(cv::countNonZero((alpha > 0) & (alpha < 1)), 0);
+  }
+  Compositor comp(g, FeatherOptions::with_width(2));
+  EXPECT_EQ(comp.composite_with_alpha(original, generated, cv::Mat::zeros(src, CV_8U)).error().code, ExitCode::bad_input);
+}
+
 TEST(PixelBridges, RoundTripExact) {
   const cv::Mat bgr = random_bgr({37, 23}, 9);
   std::vector<float> planar(3 * 37 * 23);
