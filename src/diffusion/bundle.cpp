@@ -307,6 +307,7 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
     r.opt(*k, "object_guider", "conditioning.object_guider", c.object_guider);
     r.req(*k, "pose_channels", "conditioning.pose_channels", c.pose_channels);
     r.opt(*k, "pose_modulation", "conditioning.pose_modulation", c.pose_modulation);
+    r.opt(*k, "pose_hands_face", "conditioning.pose_hands_face", c.pose_hands_face);
   }
   if (const json* d = r.get(j, "defaults", "defaults")) {
     r.opt(*d, "steps", "defaults.steps", c.defaults.steps);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <optional>
 
@@ -75,7 +76,15 @@ Status SamplingSettings::validate() const {
   if (!(cfg >= 0.0) || cfg > 100.0) return Error::usage("--cfg must be in 0..100");
   if (vae_chunk < 1) return Error::usage("VAE chunk must be >= 1");
   if (!beta_schedule.empty()) STANDIN_TRY(check_beta_schedule(beta_schedule));
+  if (chain_frames < 0 || (chain_frames > 0 && chain_frames >= window))
+    return Error::usage("--chain-frames must be in 0.." + std::to_string(window - 1) + " (less than --window), got " +
+                        std::to_string(chain_frames));
   return Status::success();
+}
+
+int64_t SamplingSettings::resumable_steps(int64_t frames) const {
+  if (chain_frames <= 0) return steps;
+  return static_cast<int64_t>(steps) * static_cast<int64_t>(plan_windows(frames, window, chain_frames).size());
 }
 
 // ---------------------------------------------------------------- conditions
@@ -168,7 +177,7 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
   stats.frames = T;
 
   STANDIN_ASSIGN_OR_RETURN(auto scheduler, Scheduler::create(s.sampler, s.scheduler_config(c), s.steps));
-  const auto windows = plan_windows(T, s.window, s.overlap);
+  const auto windows = plan_windows(T, s.window, s.chain_frames > 0 ? s.chain_frames : s.overlap);
   stats.windows = static_cast<int>(windows.size());
   stats.steps = s.steps;
 
@@ -299,74 +308,131 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
     const at::Tensor keep = batched ? at::tensor({0.0f, 1.0f}).to(dev) : at::ones({1}, fdev);
     const at::Tensor uncond_context = split_cfg ? at::zeros_like(ref.embed) : at::Tensor();
 
+    // One window's guided model output at `timestep` for its latents x [1,4,n,h,w].
+    const auto evaluate_window = [&](const Window& win, const at::Tensor& x, const at::Tensor& timestep) -> Result<at::Tensor> {
+      const int64_t a = win.start, n = win.length;
+      at::Tensor inp = c.environment ? at::cat({x.to(dt), prep.scene.slice(2, a, a + n)}, 1) : x.to(dt);
+      UnetInputs u;
+      u.sample = batched ? at::cat({inp, inp}, 0) : inp;
+      u.timestep = timestep;
+      u.context = context;
+      at::Tensor pf;
+      if (prep.pose_all.defined()) {
+        pf = prep.pose_all.slice(2, a, a + n);
+      } else {
+        STANDIN_ASSIGN_OR_RETURN(pf, pose_features(a, a + n));
+      }
+      u.pose = batched ? pf.expand({B, -1, -1, -1, -1}).contiguous() : pf.contiguous();
+      u.reference = ref.tokens;
+      u.reference_keep = keep;
+      if (!prep.object_features.empty()) {
+        for (const auto& o : prep.object_features) {
+          const at::Tensor w = o.slice(0, a, a + n);
+          u.objects.push_back(batched ? at::cat({w, w}, 0) : w);
+        }
+      } else if (prep.objects.defined()) {
+        for (const auto& o : bundle_.object_guider()->features(prep.objects.slice(0, a, a + n)))
+          u.objects.push_back(batched ? at::cat({o, o}, 0) : o);
+      }
+      at::Tensor g;
+      if (split_cfg) {
+        // Unconditional half: zero context and no reference tokens (= reference_keep 0).
+        UnetInputs un = u;
+        un.context = uncond_context;
+        un.reference.clear();
+        const at::Tensor uncond = bundle_.denoising_unet().predict(un).to(at::kFloat);
+        const at::Tensor cond = bundle_.denoising_unet().predict(u).to(at::kFloat);
+        g = uncond + s.cfg * (cond - uncond);
+      } else {
+        const at::Tensor pred = bundle_.denoising_unet().predict(u).to(at::kFloat);
+        g = batched ? pred.slice(0, 0, 1) + s.cfg * (pred.slice(0, 1, 2) - pred.slice(0, 0, 1)) : pred;
+      }
+      ++stats.unet_calls;
+      return g;
+    };
+
     const auto t_denoise = Clock::now();
     std::optional<Progress> progress;
     if (s.show_progress) progress.emplace("denoising", static_cast<int64_t>(s.steps) * static_cast<int64_t>(windows.size()));
-    at::Tensor count = at::zeros({T}, fdev);
-    for (const auto& win : windows) count.slice(0, win.start, win.end()) += 1;
-    const at::Tensor count5 = count.view({1, 1, T, 1, 1});
 
-    int first_step = 0;
-    if (s.resume) {
-      if (s.resume->next_step > scheduler->num_steps() || !s.resume->latents.defined() ||
-          !s.resume->latents.sizes().equals(latents.sizes()))
-        return Error::runtime("cached state does not fit this run; delete the --cache folder");
-      first_step = s.resume->next_step;
-      latents = s.resume->latents.to(fdev);
-      scheduler->restore(s.resume->sampler_history, first_step);
-      if (progress) progress->advance(static_cast<int64_t>(first_step) * static_cast<int64_t>(windows.size()));
-    }
-    for (int i = first_step; i < scheduler->num_steps(); ++i) {
-      const int64_t t = scheduler->timesteps()[i];
-      const at::Tensor timestep = at::full({B}, t, at::TensorOptions().dtype(at::kLong).device(dev));
-      at::Tensor acc = at::zeros_like(latents);
-      for (const auto& win : windows) {
-        const int64_t a = win.start, n = win.length;
-        at::Tensor x = latents.slice(2, a, a + n);
-        at::Tensor inp = c.environment ? at::cat({x.to(dt), prep.scene.slice(2, a, a + n)}, 1) : x.to(dt);
-        UnetInputs u;
-        u.sample = batched ? at::cat({inp, inp}, 0) : inp;
-        u.timestep = timestep;
-        u.context = context;
-        at::Tensor pf;
-        if (prep.pose_all.defined()) {
-          pf = prep.pose_all.slice(2, a, a + n);
-        } else {
-          STANDIN_ASSIGN_OR_RETURN(pf, pose_features(a, a + n));
-        }
-        u.pose = batched ? pf.expand({B, -1, -1, -1, -1}).contiguous() : pf.contiguous();
-        u.reference = ref.tokens;
-        u.reference_keep = keep;
-        if (!prep.object_features.empty()) {
-          for (const auto& o : prep.object_features) {
-            const at::Tensor w = o.slice(0, a, a + n);
-            u.objects.push_back(batched ? at::cat({w, w}, 0) : w);
-          }
-        } else if (prep.objects.defined()) {
-          for (const auto& o : bundle_.object_guider()->features(prep.objects.slice(0, a, a + n)))
-            u.objects.push_back(batched ? at::cat({o, o}, 0) : o);
-        }
-        at::Tensor g;
-        if (split_cfg) {
-          // Unconditional half: zero context and no reference tokens (= reference_keep 0).
-          UnetInputs un = u;
-          un.context = uncond_context;
-          un.reference.clear();
-          const at::Tensor uncond = bundle_.denoising_unet().predict(un).to(at::kFloat);
-          const at::Tensor cond = bundle_.denoising_unet().predict(u).to(at::kFloat);
-          g = uncond + s.cfg * (cond - uncond);
-        } else {
-          const at::Tensor pred = bundle_.denoising_unet().predict(u).to(at::kFloat);
-          g = batched ? pred.slice(0, 0, 1) + s.cfg * (pred.slice(0, 1, 2) - pred.slice(0, 0, 1)) : pred;
-        }
-        ++stats.unet_calls;
-        acc.slice(2, a, a + n) += g;
-        if (progress) progress->advance();
-        STANDIN_TRY(check_interrupted());
+    if (s.chain_frames > 0) {
+      // Chained windows: each fully denoised in turn. The frames a window shares with the ones
+      // before it ("motion frames") are held at their finished latents, re-noised to each step's
+      // noise level with their own initial noise, so the model continues them.
+      const std::vector<float> alpha_bar =
+          alphas_cumprod(s.scheduler_config(c), s.sampler == SamplerKind::dpmpp_2m);
+      const int steps = scheduler->num_steps();
+      const int64_t total_steps = static_cast<int64_t>(steps) * static_cast<int64_t>(windows.size());
+      int64_t resume_at = 0;
+      if (s.resume) {
+        if (s.resume->next_step > total_steps || !s.resume->latents.defined() ||
+            !s.resume->latents.sizes().equals(latents.sizes()))
+          return Error::runtime("cached state does not fit this run; delete the --cache folder");
+        resume_at = s.resume->next_step;
+        latents = s.resume->latents.to(fdev);
+        if (progress) progress->advance(resume_at);
       }
-      const at::Tensor model_output = acc / count5;
-      latents = scheduler->step(model_output, i, latents);
-      if (s.on_step) STANDIN_TRY(s.on_step(SamplingSettings::StepState{i + 1, latents, scheduler->history()}));
+      const at::Tensor noise_dev = noise.to(fdev);
+      for (size_t w = static_cast<size_t>(resume_at / steps); w < windows.size(); ++w) {
+        const Window& win = windows[w];
+        const int64_t held = w == 0 ? 0 : std::clamp<int64_t>(windows[w - 1].end() - win.start, 0, win.length);
+        const at::Tensor held_latents = latents.slice(2, win.start, win.start + held).clone();
+        const at::Tensor held_noise = noise_dev.slice(2, win.start, win.start + held);
+        at::Tensor x = latents.slice(2, win.start, win.end()).clone();
+        int first = 0;
+        scheduler->reset();
+        if (static_cast<int64_t>(w) == resume_at / steps && resume_at % steps > 0) {
+          first = static_cast<int>(resume_at % steps);
+          scheduler->restore(s.resume->sampler_history, first);
+        }
+        for (int i = first; i < steps; ++i) {
+          const int64_t t = scheduler->timesteps()[i];
+          if (held > 0) {
+            const float ab = alpha_bar[static_cast<size_t>(t)];
+            x.slice(2, 0, held).copy_(held_latents * std::sqrt(ab) + held_noise * std::sqrt(1.0f - ab));
+          }
+          const at::Tensor timestep = at::full({B}, t, at::TensorOptions().dtype(at::kLong).device(dev));
+          STANDIN_ASSIGN_OR_RETURN(const at::Tensor g, evaluate_window(win, x, timestep));
+          x = scheduler->step(g, i, x);
+          // The window's own frames go into the clip's latents as they are (a resumable state);
+          // the motion frames keep their finished values.
+          latents.slice(2, win.start + held, win.end()).copy_(x.slice(2, held, win.length));
+          if (progress) progress->advance();
+          STANDIN_TRY(check_interrupted());
+          if (s.on_step)
+            STANDIN_TRY(s.on_step(SamplingSettings::StepState{static_cast<int>(w * steps + i + 1), latents,
+                                                              i + 1 < steps ? scheduler->history() : std::vector<at::Tensor>{}}));
+        }
+      }
+    } else {
+      at::Tensor count = at::zeros({T}, fdev);
+      for (const auto& win : windows) count.slice(0, win.start, win.end()) += 1;
+      const at::Tensor count5 = count.view({1, 1, T, 1, 1});
+
+      int first_step = 0;
+      if (s.resume) {
+        if (s.resume->next_step > scheduler->num_steps() || !s.resume->latents.defined() ||
+            !s.resume->latents.sizes().equals(latents.sizes()))
+          return Error::runtime("cached state does not fit this run; delete the --cache folder");
+        first_step = s.resume->next_step;
+        latents = s.resume->latents.to(fdev);
+        scheduler->restore(s.resume->sampler_history, first_step);
+        if (progress) progress->advance(static_cast<int64_t>(first_step) * static_cast<int64_t>(windows.size()));
+      }
+      for (int i = first_step; i < scheduler->num_steps(); ++i) {
+        const int64_t t = scheduler->timesteps()[i];
+        const at::Tensor timestep = at::full({B}, t, at::TensorOptions().dtype(at::kLong).device(dev));
+        at::Tensor acc = at::zeros_like(latents);
+        for (const auto& win : windows) {
+          STANDIN_ASSIGN_OR_RETURN(const at::Tensor g, evaluate_window(win, latents.slice(2, win.start, win.end()), timestep));
+          acc.slice(2, win.start, win.end()) += g;
+          if (progress) progress->advance();
+          STANDIN_TRY(check_interrupted());
+        }
+        const at::Tensor model_output = acc / count5;
+        latents = scheduler->step(model_output, i, latents);
+        if (s.on_step) STANDIN_TRY(s.on_step(SamplingSettings::StepState{i + 1, latents, scheduler->history()}));
+      }
     }
     if (progress) progress->finish();
     compat::synchronize(dev);

@@ -102,6 +102,9 @@ struct BundleConfig {
   bool object_guider = false;
   int pose_channels = 320;
   bool pose_modulation = false;  // pose_guider also takes a depth map [N,1,H,W]
+  // Trained with BlazePose hand and face points in the pose maps (vision::draw_hands_and_face);
+  // absent = false: the OpenPose-18 body only.
+  bool pose_hands_face = false;
 
   SchedulerConfig scheduler;
 

@@ -75,9 +75,18 @@ struct SamplingSettings {
   int64_t pose_cache_bytes = int64_t(1) << 30;  // cache all pose features when they fit
   bool show_progress = true;
   CfgMode cfg_mode = CfgMode::split;  // only matters when cfg > 1
+  // Long shots (--chain-frames N). 0: every window is denoised at every step and overlapping
+  // windows are averaged (docs/SAMPLING.md). N > 0: the windows (overlapping by N frames) are
+  // denoised one after another, each through all steps; the frames a window shares with the one
+  // before ("motion frames") are held at that window's finished latents, re-noised to each
+  // step's level with their own initial noise, so each window continues the last one's frames
+  // instead of being averaged with them. Same number of UNet calls.
+  int chain_frames = 0;
 
   // Checkpointing (--cache): `resume` starts after resume->next_step steps from its latents and
   // sampler history; `on_step` receives the state after every step (an error stops sampling).
+  // With chain_frames, steps count across windows (window w's step i is w * steps + i + 1) and
+  // the latents hold the finished windows' frames (resumable_steps gives the total).
   struct StepState {
     int next_step = 0;
     at::Tensor latents;  // [1,4,T,h,w] float32
@@ -90,6 +99,8 @@ struct SamplingSettings {
   // The bundle's scheduler with this run's overrides (beta_schedule).
   SchedulerConfig scheduler_config(const BundleConfig& config) const;
   Status validate() const;  // Error::usage for out-of-range values
+  // How many resumable steps a run over `frames` frames has (steps, or windows x steps chained).
+  int64_t resumable_steps(int64_t frames) const;
   Status validate(const BundleConfig& config) const;  // + the bundle's limits (max_window)
 };
 

@@ -60,6 +60,14 @@ TEST(BundleConfig, ParsesAGoodManifest) {
   EXPECT_EQ(c->dry_run.at("H"), 64);
   EXPECT_EQ(c->dry_run.at("h"), 8);
   EXPECT_EQ(c->modules.at("vae_encoder").inputs.at(0).shape_str(), "[N,3,H,W]");
+  EXPECT_FALSE(c->pose_hands_face);  // absent: body-only pose maps, as every bundle so far
+  auto j = good();
+  j["conditioning"]["pose_hands_face"] = true;
+  auto detailed = parse(j);
+  ASSERT_TRUE(detailed.ok()) << detailed.error().message;
+  EXPECT_TRUE(detailed->pose_hands_face);
+  j["conditioning"]["pose_hands_face"] = "yes";
+  EXPECT_EQ(parse(j).error().code, ExitCode::model);
 }
 
 TEST(BundleConfig, BetaScheduleFromModelJsonAndPerRunOverride) {

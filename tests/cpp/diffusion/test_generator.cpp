@@ -107,6 +107,66 @@ TEST_F(TinyGenerator, CfgModesGiveTheSameResult) {
   EXPECT_GT((a->latents - c.noise).abs().max().item<float>(), 0.1);
 }
 
+// --chain-frames (issue 13, long shots): windows one after another, each continuing the
+// previous window's finished frames.
+TEST_F(TinyGenerator, ChainedWindowsHoldTheMotionFrames) {
+  constexpr int64_t kFrames = 10;
+  auto c = testing::make_conditions(kFrames, H, W, bundle_->config().clip_size, 11);
+  Generator gen(*bundle_);
+  auto s = settings();
+  s.window = 6;
+  s.chain_frames = 2;  // windows [0, 6), [4, 10): the second holds frames 4 and 5
+  ASSERT_EQ(plan_windows(kFrames, s.window, s.chain_frames), (std::vector<Window>{{0, 6}, {4, 6}}));
+  auto run = [&](int64_t frames, const SamplingSettings& st) {
+    TensorConditionSource src(c.environment.slice(0, 0, frames), c.mask.slice(0, 0, frames), c.pose.slice(0, 0, frames),
+                              c.objects.slice(0, 0, frames));
+    auto out = gen.generate({c.reference, c.reference_clip, &src, c.noise.slice(2, 0, frames)}, st, nullptr);
+    EXPECT_TRUE(out.ok()) << out.error().message;
+    return out.value();
+  };
+  const auto chained = run(kFrames, s);
+  EXPECT_EQ(chained.stats.unet_calls, 2 * s.steps);
+  // The first window is exactly a clip of its own 6 frames; the second leaves them as they were.
+  const auto first_alone = run(6, s);
+  EXPECT_TRUE(at::equal(chained.latents.slice(2, 0, 6), first_alone.latents)) << "motion frames changed";
+  // A single window is the same computation chained or not.
+  auto plain = s;
+  plain.chain_frames = 0;
+  EXPECT_TRUE(at::equal(run(6, plain).latents, first_alone.latents));
+  // The second window continues the first: other motion frames change its own frames.
+  auto other = c;
+  c.noise = c.noise.clone();
+  c.noise.slice(2, 0, 4).normal_();
+  const auto moved = run(kFrames, s);
+  EXPECT_GT((moved.latents.slice(2, 6, 10) - chained.latents.slice(2, 6, 10)).abs().max().item<float>(), 1e-3);
+  c = other;
+  // Differs from averaged windows (same windows, overlap 2).
+  plain.overlap = 2;
+  EXPECT_GT((run(kFrames, plain).latents - chained.latents).abs().max().item<float>(), 1e-3);
+  // Resumable: stopping after any step and resuming gives the same latents.
+  EXPECT_EQ(s.resumable_steps(kFrames), 2 * s.steps);
+  for (int stop = 1; stop < 2 * s.steps; ++stop) {
+    SamplingSettings first_part = s;
+    std::optional<SamplingSettings::StepState> saved;
+    first_part.on_step = [&](const SamplingSettings::StepState& state) -> Status {
+      if (state.next_step == stop) {
+        saved = SamplingSettings::StepState{state.next_step, state.latents.clone(), {}};
+        for (const auto& h : state.sampler_history) saved->sampler_history.push_back(h.clone());
+        return Error::runtime("stop");
+      }
+      return Status::success();
+    };
+    TensorConditionSource src(c.environment, c.mask, c.pose, c.objects);
+    EXPECT_FALSE(gen.generate({c.reference, c.reference_clip, &src, c.noise}, first_part, nullptr).ok());
+    ASSERT_TRUE(saved.has_value());
+    SamplingSettings resumed = s;
+    resumed.resume = saved;
+    EXPECT_TRUE(at::equal(run(kFrames, resumed).latents, chained.latents)) << "resumed after step " << stop;
+  }
+  s.chain_frames = s.window;
+  EXPECT_EQ(s.validate().error().code, ExitCode::usage);
+}
+
 TEST_F(TinyGenerator, ConditionsMatter) {
   auto c = testing::make_conditions(T, H, W, bundle_->config().clip_size, 3);
   Generator gen(*bundle_);
