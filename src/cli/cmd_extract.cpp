@@ -94,6 +94,7 @@ Status run_extract(const CommandLine& line) {
   topt.target_track = person;
   topt.landmark_model = o.landmark_model;
   topt.max_people = o.max_people;
+  vision::set_smoothing_strength(topt, o.pose_smoothing);
   topt.fps = info.fps.valid() ? info.fps.value() : 30.0;
   STANDIN_ASSIGN_OR_RETURN(auto tracker, vision::PersonTracker::create(
                                                 o.vision_models.empty() ? pipeline::default_vision_dir() : o.vision_models,

@@ -50,8 +50,8 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
                                needs_source ? "Source video whose character is replaced"
                                             : "Driving video whose poses animate the reference");
   if (needs_source) input->required();
-  cmd.add_option("-r,--reference", o.reference, "Reference image of the new character")
-      ->required();
+  cmd.add_option("-r,--reference", o.reference,
+                 "Reference image of the new character (not with --person ID=IMAGE, which names one per person)");
   cmd.add_option("-o,--output", o.output, "Output video (.mp4)")->required();
   cmd.add_option("-b,--bundle", o.bundle, "Model bundle directory (default: $STANDIN_BUNDLE, then models/tiny)");
   cmd.add_option("--device", o.device, "cpu | cuda | cuda:N")->capture_default_str();
@@ -65,16 +65,52 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
       ->capture_default_str();
   cmd.add_option("--window", o.window, "Frames per temporal window")->check(CLI::Range(1, 256));
   cmd.add_option("--overlap", o.overlap, "Frames shared by neighbouring windows")->check(CLI::Range(0, 255));
-  cmd.add_option("--sampler", o.sampler, "ddim | dpmpp-2m")
-      ->check(CLI::IsMember({"ddim", "dpmpp-2m"}))
-      ->capture_default_str();
+  cmd.add_option("--sampler", o.sampler, "ddim | dpmpp-2m (default: the preset's, else the bundle's)")
+      ->check(CLI::IsMember({"ddim", "dpmpp-2m"}));
+  cmd.add_option("--preset", o.preset,
+                 "Render preset: preview | standard | final (configs/presets) or a preset .json file; "
+                 "options given explicitly win");
   cmd.add_option("--beta-schedule", o.beta_schedule,
                  "linear | scaled_linear (default: the bundle's, i.e. its checkpoint authors' schedule)")
       ->check(CLI::IsMember({"linear", "scaled_linear"}));
   cmd.add_option("--mask", o.mask, "Character mask video (white = character) instead of the built-in segmentation");
   cmd.add_option("--poses", o.poses, "poses.json (from `standin extract`) instead of the built-in pose tracker");
   cmd.add_option("--object-mask", o.object_mask, "Mask video of objects the character interacts with");
-  cmd.add_option("--person", o.person, "Which person to replace: auto | track id")->capture_default_str();
+  cmd.add_option("--person", o.person,
+                 "Which person to replace: auto | track id; or ID=IMAGE, repeatable, to replace several people "
+                 "each with its own reference (ids from `standin extract`)")
+      ->allow_extra_args(false);
+  cmd.add_option("--mask-mode", o.mask_mode,
+                 "Region the model redraws: agnostic (blocks, hides the old silhouette) | tight (the character mask) | "
+                 "box (its bounding box)")
+      ->check(CLI::IsMember({"agnostic", "tight", "box"}))
+      ->capture_default_str();
+  cmd.add_option("--mask-blocks", o.mask_blocks,
+                 "Shape-agnostic blocks per box side (default: box side / 10 pixels; fewer = coarser)")
+      ->check(CLI::Range(1, 1024));
+  cmd.add_option("--mask-dilate", o.mask_dilate, "Grow the redraw region by this many source pixels (default 4)")
+      ->check(CLI::Range(0, 1024));
+  cmd.add_option("--feather", o.feather,
+                 "Compositing edge in source pixels: grow PX then blur (default: 1% of the short side; 0 = hard edge)")
+      ->check(CLI::Range(0, 1024));
+  cmd.add_option("--matte", o.matte, "Also write the generated character's alpha per frame here (.mkv, lossless FFV1)");
+  cmd.add_option("--retarget", o.retarget,
+                 "Redraw the driving skeleton with the reference's body proportions: on | off (default: on in animate, "
+                 "off in replace)")
+      ->check(CLI::IsMember({"on", "off"}));
+  cmd.add_option("--pose-smoothing", o.pose_smoothing,
+                 "Pose tracker smoothing: 0 = off, 1 = MediaPipe's, larger = smoother with more lag")
+      ->check(finite_number(0.0, 100.0))
+      ->capture_default_str();
+  cmd.add_option("--chain-frames", o.chain_frames,
+                 "Long shots: generate windows one after another, each continuing the previous window's last N frames "
+                 "(0 = averaged overlapping windows)")
+      ->check(CLI::Range(0, 255))
+      ->capture_default_str();
+  cmd.add_option("--anchor-color", o.anchor_color,
+                 "Long shots: pull the character's mean colour (Lab) back to the reference's in every frame: on | off")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   cmd.add_option("--landmark-model", o.landmark_model, "Pose model: lite (fastest) | full | heavy (most accurate)")
       ->check(CLI::IsMember({"lite", "full", "heavy"}))
       ->capture_default_str();
@@ -138,6 +174,10 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   extract->add_option("--max-people", line.extract.max_people, "People tracked at once (fewer is faster)")
       ->check(CLI::Range(1, 16))
       ->capture_default_str();
+  extract->add_option("--pose-smoothing", line.extract.pose_smoothing,
+                      "Pose smoothing: 0 = off, 1 = MediaPipe's, larger = smoother (use the same value in replace)")
+      ->check(finite_number(0.0, 100.0))
+      ->capture_default_str();
 
   auto* models = app.add_subcommand("models", "List or verify model bundles");
   models->add_option("bundles", line.models.bundles, "Bundle directories (default: the known locations)");
@@ -195,6 +235,12 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     }
     if (line.command == Subcommand::animate && line.generate.input.empty() && line.generate.poses.empty())
       return usage_error("animate needs a driving video (-i) or --poses");
+    auto people = parse_people(line.generate.person);
+    if (!people.ok()) return usage_error(people.error().message);
+    if (people->people.empty() && line.generate.reference.empty())
+      return usage_error("--reference is required (or name each person's reference with --person ID=IMAGE)");
+    if (!people->people.empty() && !line.generate.reference.empty())
+      return usage_error("--reference and --person ID=IMAGE together: name every person's reference with --person ID=IMAGE");
   }
   if (line.command == Subcommand::batch && !line.batch.shard.empty()) {
     auto shard = parse_shard(line.batch.shard);
@@ -232,6 +278,28 @@ Result<int> parse_person(const std::string& text) {
   } catch (const std::exception&) {
   }
   return Error::usage("--person " + text + ": expected auto or a track id (0, 1, ...)");
+}
+
+Result<PersonChoice> parse_people(const std::vector<std::string>& values) {
+  PersonChoice choice;
+  bool plain = false;
+  for (const auto& value : values) {
+    const auto eq = value.find('=');
+    if (eq == std::string::npos) {
+      if (plain || !choice.people.empty())
+        return Error::usage("--person " + value + ": give --person auto|N once, or ID=IMAGE for each person to replace");
+      plain = true;
+      STANDIN_ASSIGN_OR_RETURN(choice.person, parse_person(value));
+      continue;
+    }
+    if (plain) return Error::usage("--person " + value + ": ID=IMAGE cannot be mixed with --person auto|N");
+    const std::string id = value.substr(0, eq), image = value.substr(eq + 1);
+    auto track = parse_person(id);
+    if (id.empty() || id == "auto" || !track.ok() || image.empty())
+      return Error::usage("--person " + value + ": expected ID=IMAGE with a track id from `standin extract` (e.g. 3=hero.png)");
+    choice.people.emplace_back(*track, image);
+  }
+  return choice;
 }
 
 Result<std::pair<int, int>> parse_shard(const std::string& text) {

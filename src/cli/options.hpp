@@ -31,14 +31,24 @@ struct GenerateOptions {
   int64_t seed = 0;
   int window = 0;         // 0 = bundle default
   int overlap = -1;       // <0 = bundle default
-  std::string sampler = "ddim";
+  std::string sampler;       // ddim | dpmpp-2m; empty = the preset's, else the bundle's
   std::string beta_schedule;  // empty = the bundle's (model.json scheduler.beta_schedule)
+  std::string preset;         // --preset preview|standard|final|FILE.json
   std::string mask;         // --mask VIDEO (bring your own character mask)
   std::string poses;        // --poses FILE.json
   std::string object_mask;  // --object-mask VIDEO
-  std::string person = "auto";
+  std::vector<std::string> person;  // --person auto | N, or repeated ID=IMAGE; empty = auto
   std::string landmark_model = "full";  // lite | full | heavy
   int max_people = 4;
+  double pose_smoothing = 1.0;  // 0 = off, 1 = MediaPipe's
+  std::string retarget;         // on | off; empty = on in animate, off in replace
+  std::string mask_mode = "agnostic";  // agnostic | tight | box
+  int mask_blocks = 0;   // 0 = box side / 10
+  int mask_dilate = -1;  // < 0 = the default (4 px)
+  int feather = -1;      // < 0 = 1 % of the frame's short side
+  std::string matte;     // --matte FILE.mkv
+  int chain_frames = 0;
+  std::string anchor_color = "off";  // on | off
   std::string vision_models;  // empty = default lookup
   int crf = 12;  // the whole frame is re-encoded: 12 keeps the background >= 45 dB PSNR (vtest: ~48)
   std::string preview;
@@ -54,6 +64,7 @@ struct ExtractOptions {
   std::string device = "cpu";
   std::string landmark_model = "full";  // lite | full | heavy
   int max_people = 4;
+  double pose_smoothing = 1.0;  // 0 = off, 1 = MediaPipe's
 };
 
 struct CompareOptions {
@@ -101,6 +112,12 @@ ParseOutcome parse_command_line(int argc, const char* const* argv);
 Result<std::pair<int, int>> parse_size(const std::string& text);
 // --person: "auto" (or empty) -> -1, else a non-negative track id.
 Result<int> parse_person(const std::string& text);
+// Every --person value: one "auto" | "N" (-> person), or one or more "ID=IMAGE" (-> people).
+struct PersonChoice {
+  int person = -1;
+  std::vector<std::pair<int, std::string>> people;
+};
+Result<PersonChoice> parse_people(const std::vector<std::string>& values);
 // "2/8" -> {2, 8} with 0 <= I < N.
 Result<std::pair<int, int>> parse_shard(const std::string& text);
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -132,8 +133,16 @@ const std::map<std::string, bool>& job_keys() {
       {"object-mask", true},
       {"person", true},    {"landmark-model", true}, {"vision-models", true}, {"max-people", true},
       {"crf", true},       {"preview", true},        {"metrics", true},       {"cache", true},
+      {"preset", true},    {"mask-mode", true},      {"mask-blocks", true},   {"mask-dilate", true},
+      {"feather", true},   {"matte", true},          {"retarget", true},      {"pose-smoothing", true},
+      {"chain-frames", true}, {"anchor-color", true},
       {"overwrite", false},
   };
+  return keys;
+}
+
+const std::set<std::string>& repeatable_job_keys() {
+  static const std::set<std::string> keys = {"person"};
   return keys;
 }
 
@@ -171,6 +180,20 @@ Result<std::vector<BatchJob>> parse_jobs(const std::string& text, const std::str
       if (!known->second) {
         if (!it.value().is_boolean()) return Error::bad_input(where + ": \"" + it.key() + "\" must be true or false");
         if (key == "overwrite") job.overwrite = it.value().get<bool>();
+        continue;
+      }
+      if (it.value().is_array()) {
+        // A repeatable option: one argument per element ("person": ["1=a.png", "4=b.png"]).
+        if (!repeatable_job_keys().count(key) || it.value().empty())
+          return Error::bad_input(where + ": \"" + it.key() + "\" takes one value" +
+                                  (repeatable_job_keys().count(key) ? " or a non-empty list" : std::string()));
+        for (const auto& element : it.value()) {
+          const std::string value = value_text(element);
+          if (value.empty())
+            return Error::bad_input(where + ": \"" + it.key() + "\" must list non-empty strings or numbers");
+          job.arguments.push_back("--" + key);
+          job.arguments.push_back(value);
+        }
         continue;
       }
       const std::string value = value_text(it.value());

@@ -486,7 +486,10 @@ Result<ReferenceAnalysis> PersonTracker::analyze_reference(const cv::Mat& rgb) {
     if (d.score > best->score + 0.05f || (std::abs(d.score - best->score) <= 0.05f && d.box.area() > best->box.area())) best = &d;
   bp::Roi roi = bp::roi_from_alignment(best->keypoints[0], best->keypoints[1], m.cfg().roi_scale);
   if (!roi.valid()) return ref;
-  Track t = m.new_track();
+  // Not m.new_track(): a reference analysed before a video must not use up a track id, or the
+  // video's ids would differ from `standin extract`'s for the same video (--person N).
+  Track t;
+  t.refiner = MaskRefiner(m.options.mask);
   // Two passes: the detector's ROI, then the ROI from the first pass's landmarks (tighter).
   Pass p;
   for (int pass = 0; pass < 2; ++pass) {

@@ -8,6 +8,7 @@
 // (without dashes; "object_mask" or "object-mask" both work). Blank lines and lines starting
 // with '#' are skipped.
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,12 +26,14 @@ struct BatchJob {
 };
 
 // Every problem is Error::bad_input naming the file, the line and the key. Lines are parsed
-// with limits (core/json_bounded.hpp): a job is a flat object.
+// with limits (core/json_bounded.hpp): a job is a flat object (a repeatable key may hold a list).
 Result<std::vector<BatchJob>> parse_jobs(const std::string& text, const std::string& name = "jobs.jsonl");
 
 // Keys a job may carry: the long options of replace/animate, with whether they take a value
 // (false = a true/false flag). tests/cpp/cli checks them against the command-line parser.
 const std::map<std::string, bool>& job_keys();
+// Keys whose value may also be a list, one argument per element (--person ID=IMAGE, repeated).
+const std::set<std::string>& repeatable_job_keys();
 
 // Jobs get their arguments through an inherited file descriptor named by this environment
 // variable (NUL-separated), never through argv, so no argument length limit applies.

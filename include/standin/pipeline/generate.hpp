@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "standin/core/error.hpp"
 
@@ -28,15 +29,36 @@ struct GenerateRequest {
   uint64_t seed = 0;
   int window = 0;             // 0 = the bundle's
   int overlap = -1;           // < 0 = the bundle's
-  std::string sampler = "ddim";
+  std::string sampler;        // "ddim" | "dpmpp-2m"; empty = the preset's, else the bundle's
   std::string beta_schedule;  // empty = the bundle's (model.json scheduler.beta_schedule)
+  std::string preset;         // --preset NAME|FILE.json (pipeline/presets.hpp); fills unset settings
+  int chain_frames = 0;       // --chain-frames: 0 = averaged windows; N = chained, N motion frames
+  bool anchor_color = false;  // --anchor-color: match the character's mean Lab to the reference's
 
   std::string mask;         // character mask video (white = character)
   std::string poses;        // poses.json
   std::string object_mask;  // object mask video
   int person = -1;          // -1 = auto
+  // --person ID=IMAGE (replace only): several people, each replaced by its own reference, one
+  // generation pass per person over the frames where it appears, composited in this order.
+  // When set, `reference` and `person` are unused.
+  struct PersonReference {
+    int track_id = 0;
+    std::string reference;
+  };
+  std::vector<PersonReference> people;
   std::string landmark_model = "full";
   int max_people = 4;
+  double pose_smoothing = 1.0;  // tracker smoothing strength: 0 = off, 1 = MediaPipe's, more = smoother
+  // Pose retargeting to the reference's proportions: nullopt = on in animate, off in replace.
+  std::optional<bool> retarget;
+
+  // Masks and compositing (replace).
+  std::string mask_mode = "agnostic";  // agnostic | tight | box (vision::MaskMode)
+  int mask_blocks = 0;   // shape-agnostic blocks per box side; 0 = box side / 10
+  int mask_dilate = -1;  // redraw-region dilation, source pixels; < 0 = 4
+  int feather = -1;      // compositing edge, source pixels; < 0 = 1 % of the short side
+  std::string matte;     // --matte FILE.mkv: the compositing alpha per output frame (FFV1, gray)
   int crf = 12;  // the whole frame is re-encoded: 12 keeps the background >= 45 dB PSNR (vtest: ~48)
   std::string preview;
   std::string metrics;

@@ -20,7 +20,7 @@ TEST(CommandLine, ReplaceWithDefaults) {
   EXPECT_EQ(out.command->generate.reference, "ref.png");
   EXPECT_EQ(out.command->generate.output, "out.mp4");
   EXPECT_EQ(out.command->generate.device, "cpu");
-  EXPECT_EQ(out.command->generate.sampler, "ddim");
+  EXPECT_EQ(out.command->generate.sampler, "");  // the preset's, else the bundle's
   EXPECT_EQ(out.command->generate.crf, 12);
   EXPECT_FALSE(out.command->global.overwrite);
 }

@@ -49,6 +49,18 @@ TEST(BatchJobs, LongOptionKeysAndOverwriteFalse) {
   EXPECT_NE(deep.error().message.find("jobs.jsonl:1"), std::string::npos) << deep.error().message;
 }
 
+// Issue 13: the new options are job keys; a repeatable option takes a list, one argument each.
+TEST(BatchJobs, RepeatedPersonAndArtistOptions) {
+  auto jobs = parse_jobs(
+      R"({"input": "a.mp4", "output": "o.mp4", "person": ["1=hero.png", "4=villain.png"], "mask_mode": "tight", "feather": 3, "matte": "o.mkv", "preset": "final", "anchor-color": "on"})"
+      "\n");
+  ASSERT_TRUE(jobs.ok()) << jobs.error().message;
+  const std::vector<std::string> expected = {"replace", "--anchor-color", "on", "--feather", "3", "--input", "a.mp4",
+                                             "--mask-mode", "tight", "--matte", "o.mkv", "--output", "o.mp4",
+                                             "--person", "1=hero.png", "--person", "4=villain.png", "--preset", "final"};
+  EXPECT_EQ(jobs->front().arguments, expected);
+}
+
 TEST(BatchJobs, RejectsMalformedLinesWithTheirLineNumber) {
   struct Case {
     std::string text, message;
@@ -60,7 +72,10 @@ TEST(BatchJobs, RejectsMalformedLinesWithTheirLineNumber) {
            {R"({"input": "a"})", "has no \"output\""},
            {R"({"output": "o"})", "replace job needs \"input\""},
            {R"({"command": "explode", "output": "o"})", "\"command\" must be \"replace\" or \"animate\""},
-           {R"({"input": "a", "output": "o", "steps": [1]})", "\"steps\" must be a non-empty string or a number"},
+           {R"({"input": "a", "output": "o", "steps": [1]})", "\"steps\" takes one value"},
+           {R"({"input": "a", "output": "o", "steps": {"a": 1}})", "\"steps\" must be a non-empty string or a number"},
+           {R"({"input": "a", "output": "o", "person": []})", "\"person\" takes one value or a non-empty list"},
+           {R"({"input": "a", "output": "o", "person": ["1=a.png", ""]})", "must list non-empty strings or numbers"},
            {R"({"input": "a", "output": "o", "overwrite": "yes"})", "\"overwrite\" must be true or false"},
            {"# only a comment\n", "no jobs"},
        }) {

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "standin/media/image.hpp"
 #include "standin/media/video.hpp"
@@ -189,7 +190,7 @@ TEST(Tracker, FollowsWalkingPersonInVtest) {
 }
 
 // Several characters in one run (issue 13): masks for the asked-for tracks, each over its own
-// person, the same target and ids as without them.
+// person, the same target and ids as without them (and as without reference analyses first).
 TEST(Tracker, MasksOfSeveralTracks) {
   if (!have_models()) GTEST_SKIP() << "no converted models in " << models_dir();
   const std::string path = vtest_path();
@@ -203,7 +204,18 @@ TEST(Tracker, MasksOfSeveralTracks) {
   auto a = PersonTracker::create(models_dir(), "cpu", plain);
   auto b = PersonTracker::create(models_dir(), "cpu", several);
   ASSERT_TRUE(a.ok() && b.ok());
+  // replace analyses its references with the same tracker first: that must not shift the ids.
   media::Frame f;
+  {
+    auto still = media::VideoReader::open(path);
+    ASSERT_TRUE(still.ok() && still->read(f).value());
+    cv::Mat pedestrian;  // the walker on the right of frame 0, enlarged like a reference picture
+    cv::resize(f.rgb(cv::Rect(600, 210, 110, 150)), pedestrian, {330, 450}, 0, 0, cv::INTER_CUBIC);
+    for (int k = 0; k < 2; ++k) {
+      auto ref = b->analyze_reference(pedestrian);
+      ASSERT_TRUE(ref.ok() && ref->found);
+    }
+  }
   int both = 0;
   for (int i = 0; i < 8; ++i) {
     ASSERT_TRUE(reader->read(f).value());
