@@ -1,14 +1,22 @@
-"""Architecture configurations (``tiny`` for tests, ``sd15`` for real checkpoints).
+"""Architecture configurations: the dataclasses, and the named configurations as data.
 
-Every size-dependent number of the model lives here; the module code reads nothing else.
-Module *names* follow the public diffusers / Moore-AnimateAnyone / transformers layouts so that
-checkpoint import is (almost) an identity mapping, see ``checkpoint.py``.
+The named configurations (``tiny`` for tests, ``sd15`` for real checkpoints, ``demo`` for the
+shipped model, ...) are JSON files in the repository's top-level ``configs/models/`` folder, one
+per name: the single source of truth for every size-dependent number of the model (the module
+code reads nothing else). A file holds ``ModelConfig.to_dict()`` plus an optional
+``description``; unknown keys are errors. Module *names* follow the public diffusers /
+Moore-AnimateAnyone / transformers layouts so that checkpoint import is (almost) an identity
+mapping, see ``checkpoint.py``.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Tuple
 
 
@@ -110,54 +118,45 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
-def _sd15() -> ModelConfig:
-    return ModelConfig(name="sd15")
+# configs/models/ (``$STANDIN_MODEL_CONFIGS`` may name another folder, e.g. for experiments).
+CONFIG_DIR = Path(os.environ.get("STANDIN_MODEL_CONFIGS") or Path(__file__).resolve().parents[2] / "configs" / "models")
+
+_SUB_CONFIGS = {"vae": VAEConfig, "clip": CLIPConfig, "unet": UNetConfig, "pose_guider": PoseGuiderConfig,
+                "object_guider": ObjectGuiderConfig}
 
 
-def _tiny() -> ModelConfig:
-    return ModelConfig(
-        name="tiny",
-        vae=VAEConfig(block_out_channels=(16, 32, 32, 32), layers_per_block=1, norm_num_groups=8),
-        clip=CLIPConfig(image_size=224, patch_size=32, hidden_size=64, num_layers=2, num_heads=2,
-                        intermediate_size=128, projection_dim=64),
-        unet=UNetConfig(block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock", "DownBlock"),
-                        layers_per_block=1, num_heads=2, cross_attention_dim=64, norm_num_groups=8,
-                        motion_num_heads=2, motion_max_len=32),
-        pose_guider=PoseGuiderConfig(block_out_channels=(8, 16, 16, 32), embedding_channels=32),
-        object_guider=ObjectGuiderConfig(base_channels=16),
-        width=64, height=96, steps=4, cfg=3.5, window=8, overlap=2,
-    )
+def load_config_file(path) -> ModelConfig:
+    """One configuration file (see the module docstring); every key is checked."""
+    path = Path(path)
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a model configuration is a JSON object")
+    data.pop("description", None)
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+    for key, cls in _SUB_CONFIGS.items():
+        fields = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(data.get(key, {})) - fields)
+        if bad:
+            raise ValueError(f"{path}: unknown keys {bad} in {key!r}; known: {sorted(fields)}")
+    if data.get("name", path.stem) != path.stem:
+        raise ValueError(f"{path}: \"name\" is {data['name']!r} but the file is {path.stem}.json")
+    return config_from_dict(data)
 
 
-def _demo() -> ModelConfig:
-    """The shipped demo model, trained from scratch on rendered characters (scripts/train.py).
-
-    Sized to ship: every module together is 19.3M parameters (38.6 MB in fp16).  The VAE
-    downsamples 4x (not 8x) so a character a third of the 128x192 work frame tall still spans
-    ~16 latent rows."""
-    return ModelConfig(
-        name="demo",
-        vae=VAEConfig(block_out_channels=(32, 64, 80), layers_per_block=1, norm_num_groups=16,
-                      scaling_factor=1.0),
-        clip=CLIPConfig(image_size=112, patch_size=16, hidden_size=128, num_layers=4, num_heads=4,
-                        intermediate_size=384, projection_dim=128),
-        unet=UNetConfig(block_out_channels=(64, 128, 128),
-                        down_block_types=("CrossAttnDownBlock", "CrossAttnDownBlock", "CrossAttnDownBlock"),
-                        layers_per_block=1, num_heads=4, cross_attention_dim=128, norm_num_groups=16,
-                        motion_num_heads=4, motion_max_len=32),
-        pose_guider=PoseGuiderConfig(block_out_channels=(16, 32, 64), embedding_channels=64),
-        object_guider=ObjectGuiderConfig(base_channels=16),
-        pose_modulation=True, reference_blocks="all",
-        width=128, height=192, vae_scale_factor=4, steps=20, cfg=2.5, window=8, overlap=2,
-    )
+def _config_names():
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json")) if CONFIG_DIR.is_dir() else []
 
 
-CONFIGS = {"tiny": _tiny, "sd15": _sd15, "demo": _demo}
+# name -> factory, as before the configurations became data (export_bundle.py lists the names).
+CONFIGS = {name: functools.partial(load_config_file, CONFIG_DIR / f"{name}.json") for name in _config_names()}
 
 
 def get_config(name: str, **overrides) -> ModelConfig:
     if name not in CONFIGS:
-        raise KeyError(f"unknown config {name!r}; known: {sorted(CONFIGS)}")
+        raise KeyError(f"unknown config {name!r}; known: {sorted(CONFIGS)} (files in {CONFIG_DIR})")
     cfg = CONFIGS[name]()
     for k, v in overrides.items():
         if not hasattr(cfg, k):
