@@ -3,6 +3,9 @@
 
   /usr/bin/python3 scripts/evaluate.py --bundle models/demo --pack .train/pack \
       --backgrounds .train/backgrounds --clips 8 --frames 12 --out eval/
+  python3 scripts/evaluate.py --weights models/standin-demo-v1.pth --clips-file clips.npz \
+      --device cuda --out eval/              # GPU machine: eager modules, clips rendered here
+                                             # (--save-clips clips.npz) since it has no pack
 
 Held-out rendered clips (test identities, animations and backgrounds) through every row, then a
 markdown table (eval/table.md), the numbers (eval/results.json) and a contact sheet
@@ -28,7 +31,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from reference_pipeline import Bundle, generate  # noqa: E402
+from reference_pipeline import DTYPES, Bundle, generate  # noqa: E402
 from standin_train import evaluate as E  # noqa: E402
 from standin_train.data import Backgrounds, DataConfig, SampleMaker  # noqa: E402
 
@@ -48,7 +51,69 @@ def make_clips(pack_dir: str, backgrounds_dir: str, n: int, frames: int, seed: i
     return clips
 
 
-def bundle_row(bundle: Bundle, steps: int, cfg: float, use_reference: bool = True):
+class EagerBundle:
+    """What reference_pipeline.generate needs of a bundle, from eager modules (no export)."""
+
+    def __init__(self, model, scheduler, name: str, device: str, dtype: str):
+        from standin_model.export import manifest
+        self.manifest = manifest(model.cfg, model, name, "float32", {"source": name}, scheduler)
+        self.device = torch.device(device)
+        self.dtype = DTYPES[dtype]
+        self.modules = {k: m.to(self.device, self.dtype).eval() for k, m in model.bundle_modules().items()}
+
+    def __getitem__(self, name):
+        return self.modules[name]
+
+    def __contains__(self, name):
+        return name in self.modules
+
+
+def eager_from_weights(path: str, device: str, dtype: str) -> "EagerBundle":
+    from standin_model.config import get_config
+    from standin_model.model import build_model
+    from standin_train.checkpoints import load_shipping_weights
+    state, meta = load_shipping_weights(path)
+    cfg = get_config(meta["config"])
+    cfg.vae.scaling_factor = float(meta["scaling_factor"])
+    model = build_model(cfg)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return EagerBundle(model, meta.get("scheduler"), os.path.basename(path), device, dtype)
+
+
+def eager_random(like: "EagerBundle", seed: int = 0) -> "EagerBundle":
+    from standin_model.config import config_from_dict
+    from standin_model.export import build_random
+    cfg = config_from_dict(like.manifest["architecture"])
+    return EagerBundle(build_random(cfg, seed=seed), like.manifest["scheduler"], "random", str(like.device),
+                       str(like.dtype).replace("torch.", ""))
+
+
+SAVED_KEYS = ("frames", "mask", "pose", "depth", "character", "background", "keypoints", "reference",
+              "reference_clip")
+
+
+def save_clips(clips, path: str) -> None:
+    """The clips without what follows from the rest (environment) or is empty (object)."""
+    np.savez_compressed(path, **{f"{i}/{k}": c[k] for i, c in enumerate(clips) for k in SAVED_KEYS})
+
+
+def load_clips(path: str):
+    from standin_train import conditions as C
+    data = np.load(path)
+    clips = {}
+    for key in data.files:
+        i, k = key.split("/", 1)
+        clips.setdefault(int(i), {})[k] = data[key]
+    out = []
+    for i in sorted(clips):
+        c = clips[i]
+        m = c["mask"].astype(np.float32)
+        c["environment"] = np.stack([C.to_m11(f) * (1 - k)[None] for f, k in zip(c["frames"], m)]).astype(np.float16)
+        out.append(c)
+    return out
+
+
+def bundle_row(bundle, steps: int, cfg: float, use_reference: bool = True):
     geo = bundle.manifest["geometry"]
 
     def run(sample, i):
@@ -83,9 +148,14 @@ def contact_sheet(clips, outputs, path: str, frame: int = -1):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundle", required=True)
-    ap.add_argument("--pack", required=True)
-    ap.add_argument("--backgrounds", required=True)
+    ap.add_argument("--bundle", help="the trained bundle (TorchScript), or:")
+    ap.add_argument("--weights", help="shipped weights (scripts/train.py --ship / models/*.pth), run eagerly")
+    ap.add_argument("--pack", help="asset pack (to render the held-out clips)")
+    ap.add_argument("--backgrounds", help="background plates (to render the held-out clips)")
+    ap.add_argument("--clips-file", help="held-out clips saved by --save-clips (instead of rendering)")
+    ap.add_argument("--save-clips", help="write the rendered clips here (.npz) and go on")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     ap.add_argument("--out", required=True)
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--frames", type=int, default=12)
@@ -101,9 +171,18 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()
-    clips = make_clips(args.pack, args.backgrounds, args.clips, args.frames, args.seed)
+    if args.clips_file:
+        clips = load_clips(args.clips_file)
+        args.frames = clips[0]["frames"].shape[0]
+    else:
+        clips = make_clips(args.pack, args.backgrounds, args.clips, args.frames, args.seed)
+    if args.save_clips:
+        save_clips(clips, args.save_clips)
     print(f"{len(clips)} held-out clips of {args.frames} frames in {time.time() - t0:.0f} s", flush=True)
-    trained = Bundle(args.bundle)
+    if args.weights:
+        trained = eager_from_weights(args.weights, args.device, args.dtype)
+    else:
+        trained = Bundle(args.bundle, device=args.device, dtype=args.dtype if args.device != "cpu" else None)
     steps = args.steps or trained.manifest["defaults"]["steps"]
     cfg = args.cfg if args.cfg is not None else trained.manifest["defaults"]["cfg"]
     rows = {}
@@ -119,9 +198,11 @@ def main(argv=None) -> int:
 
     plan = [("trained", lambda: keep(bundle_row(trained, steps, cfg))),
             ("no_reference", lambda: bundle_row(trained, steps, cfg, use_reference=False)),
-            ("random", lambda: bundle_row(Bundle(args.random_bundle), steps, cfg) if args.random_bundle else None),
-            ("tiny", lambda: bundle_row(Bundle(args.tiny_bundle), Bundle(args.tiny_bundle).manifest["defaults"]["steps"],
-                                        cfg) if os.path.exists(args.tiny_bundle) else None),
+            ("random", lambda: bundle_row(Bundle(args.random_bundle, device=args.device) if args.random_bundle
+                                          else eager_random(trained), steps, cfg)),
+            ("tiny", lambda: bundle_row(Bundle(args.tiny_bundle, device=args.device),
+                                        Bundle(args.tiny_bundle).manifest["defaults"]["steps"], cfg)
+             if os.path.exists(args.tiny_bundle) else None),
             ("background", lambda: background_row)]
     for name, make in plan:
         if name not in wanted:
@@ -136,7 +217,8 @@ def main(argv=None) -> int:
         print(f"{name}: " + json.dumps({k: round(v, 4) for k, v in rows[name].items()}), flush=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"clips": len(clips), "frames": args.frames, "steps": steps, "cfg": cfg, "seed": args.seed,
-                   "bundle": args.bundle, "rows": rows}, f, indent=1)
+                   "bundle": args.bundle or args.weights, "device": args.device, "dtype": args.dtype,
+                   "rows": rows}, f, indent=1)
     lines = ["| row | PSNR box | SSIM box | PSNR frame | SSIM frame | flicker |", "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['psnr_box']:.2f} | {r['ssim_box']:.3f} | {r['psnr_frame']:.2f} | "

@@ -25,7 +25,7 @@ mkdir -p "$RUN" "$OUT"
 
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
 gpus=$(python3 -c 'import torch; print(torch.cuda.device_count())')
-args=(--config "$CONFIG" --run "$RUN" --pack "$PACK" --backgrounds "$BACKGROUNDS" --time-limit "$LIMIT" --log-every 25)
+args=(--config "$CONFIG" --run-dir "$RUN" --pack "$PACK" --backgrounds "$BACKGROUNDS" --time-limit "$LIMIT" --log-every 25)
 if [[ ! -f $RUN/state.pt && -f $INIT/weights.index.json ]]; then
   args+=(--init "$INIT")
 fi

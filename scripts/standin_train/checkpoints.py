@@ -25,6 +25,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import torch
 
 SHARD_BYTES = 15 << 20
+UPDATES_KEY = "__ema_updates__"
 WEIGHTS_FORMAT = "standin-weights"
 
 
@@ -134,25 +135,38 @@ def save_state(path: str, state: Dict) -> None:
 
 
 class EMA:
-    """Exponential moving average of the model's floating-point state (weights and buffers)."""
+    """Exponential moving average of the model's floating-point state (weights and buffers).
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) over the n updates so far: with a plain
+    decay of 0.999 a 1300-step stage would still hold 0.999^1300 = 27 % of the weights it started
+    from (for a new network: its random initialisation) — which is what the first demo run shipped
+    before this warm-up existed (docs/TRAINING.md says how its weights were corrected)."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
+        self.updates = 0
         self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    def current_decay(self) -> float:
+        return min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, names: Optional[Iterable[str]] = None) -> None:
         sd = model.state_dict()
         keys = names if names is not None else self.shadow.keys()
+        d = self.current_decay()
         for k in keys:
-            self.shadow[k].lerp_(sd[k].float(), 1.0 - self.decay)
+            self.shadow[k].lerp_(sd[k].float(), 1.0 - d)
+        self.updates += 1
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
-        return self.shadow
+        return {**self.shadow, UPDATES_KEY: torch.tensor(self.updates)}
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
         for k, v in state.items():
-            if k in self.shadow:
+            if k == UPDATES_KEY:
+                self.updates = int(v)
+            elif k in self.shadow:
                 self.shadow[k].copy_(v)
 
     @torch.no_grad()

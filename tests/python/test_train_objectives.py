@@ -117,16 +117,27 @@ def test_weights_shards_round_trip_and_detect_damage(tmp_path):
         ckpt.read_shards(str(tmp_path))
 
 
-def test_ema_follows_the_model():
+def test_ema_follows_the_model_and_warms_up():
     m = torch.nn.Linear(2, 2)
     e = ckpt.EMA(m, decay=0.5)
     with torch.no_grad():
         m.weight.add_(2.0)
     before = e.shadow["weight"].clone()
-    e.update(m)
-    assert torch.allclose(e.shadow["weight"], before + 1.0)
+    e.update(m)  # first update: decay min(0.5, 1/10) = 0.1
+    assert torch.allclose(e.shadow["weight"], before + 1.8)
     e.copy_to(m)
-    assert torch.allclose(m.weight, before + 1.0)
+    assert torch.allclose(m.weight, before + 1.8)
+    restored = ckpt.EMA(torch.nn.Linear(2, 2), decay=0.5)
+    restored.load_state_dict(e.state_dict())
+    assert restored.updates == 1 and torch.equal(restored.shadow["weight"], e.shadow["weight"])
+    # a long plain average forgets its start: after 1300 updates at 0.999 little of it is left
+    e2 = ckpt.EMA(torch.nn.Linear(2, 2), decay=0.999)
+    start = e2.shadow["weight"].clone()
+    target = torch.nn.Linear(2, 2)
+    for _ in range(1300):
+        e2.update(target)
+    left = ((e2.shadow["weight"] - target.weight) / (start - target.weight)).abs().max()
+    assert left < 0.01  # without the warm-up it would be 0.999 ** 1300 = 0.27
 
 
 def test_loss_plot_has_a_panel_per_stage(tmp_path):
