@@ -215,17 +215,9 @@ def main(argv=None) -> int:
         rows[name] = E.run_row(name, clips, fn, log=lambda m: print(m, flush=True))
         rows[name]["seconds"] = time.time() - t1
         print(f"{name}: " + json.dumps({k: round(v, 4) for k, v in rows[name].items()}), flush=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"clips": len(clips), "frames": args.frames, "steps": steps, "cfg": cfg, "seed": args.seed,
-                   "bundle": args.bundle or args.weights, "device": args.device, "dtype": args.dtype,
-                   "rows": rows}, f, indent=1)
-    lines = ["| row | PSNR box | SSIM box | PSNR frame | SSIM frame | flicker |", "|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['psnr_box']:.2f} | {r['ssim_box']:.3f} | {r['psnr_frame']:.2f} | "
-                     f"{r['ssim_frame']:.3f} | {r.get('flicker', float('nan')):.2f} |")
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(E.write_results(args.out, {"clips": len(clips), "frames": args.frames, "steps": steps, "cfg": cfg,
+                                     "seed": args.seed, "bundle": args.bundle or args.weights,
+                                     "device": args.device, "dtype": args.dtype}, rows))
     if trained_outputs:
         contact_sheet(clips, trained_outputs, os.path.join(args.out, "contact_sheet.png"))
     return 0

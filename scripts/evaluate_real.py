@@ -159,16 +159,8 @@ def main(argv=None) -> int:
     rows["background"] = metrics(bg, src, boxes, args.lead)
     log(f"background: {json.dumps({k: round(v, 3) for k, v in rows['background'].items()})}")
 
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"video": args.video, "start": args.start, "frames": args.frames, "lead": args.lead,
-                   "track": track, "rows": rows}, f, indent=1)
-    lines = ["| row | PSNR box | SSIM box | PSNR frame | SSIM frame | flicker |", "|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['psnr_box']:.2f} | {r['ssim_box']:.3f} | {r['psnr_frame']:.2f} | "
-                     f"{r['ssim_frame']:.3f} | {r.get('flicker', float('nan')):.2f} |")
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    log("\n".join(lines))
+    log(E.write_results(args.out, {"video": args.video, "start": args.start, "frames": args.frames,
+                                   "lead": args.lead, "track": track}, rows))
     # contact sheet: reference | source | each output, at the middle evaluated frame
     seen = [k for k in range(args.lead, len(src)) if boxes[k] is not None]
     i = seen[len(seen) // 2]

@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from typing import Dict, Iterator, Optional
@@ -28,7 +27,6 @@ from typing import Dict, Iterator, Optional
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

@@ -127,3 +127,19 @@ def run_row(name: str, samples: List[Dict], generate_fn: Callable[[Dict, int], n
         log(f"  {name} clip {i}: " + " ".join(f"{k} {v:.3f}" for k, v in m.items()))
     keys = per[0].keys()
     return {k: float(np.mean([p[k] for p in per])) for k in keys}
+
+
+def write_results(out_dir: str, meta: Dict, rows: Dict[str, Dict[str, float]]) -> str:
+    """results.json (meta + rows) and table.md (one markdown row per row); returns the table."""
+    import json
+    import os
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(dict(meta, rows=rows), f, indent=1)
+    lines = ["| row | PSNR box | SSIM box | PSNR frame | SSIM frame | flicker |", "|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['psnr_box']:.2f} | {r['ssim_box']:.3f} | {r['psnr_frame']:.2f} | "
+                     f"{r['ssim_frame']:.3f} | {r.get('flicker', float('nan')):.2f} |")
+    table = "\n".join(lines)
+    with open(os.path.join(out_dir, "table.md"), "w") as f:
+        f.write(table + "\n")
+    return table
