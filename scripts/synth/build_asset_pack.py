@@ -220,7 +220,7 @@ def encode_meshes(read, mesh_names, problems):
 
 # ---------------------------------------------------------------- textures
 
-def encode_textures(read, tex_uses, names, problems):
+def encode_textures(read, tex_uses, names, problems, quality: int = WEBP_QUALITY):
     """tex_uses: texture -> set of material kinds that use it. Returns (records, blob, index)."""
     from PIL import Image
     records, chunks, index = [], [], {}
@@ -246,9 +246,9 @@ def encode_textures(read, tex_uses, names, problems):
         needs_alpha = bool(tex_uses[tex] & {"player", "object", "trans"}) and int(a[..., 3].min()) < 250
         buf = io.BytesIO()
         if needs_alpha:
-            im.save(buf, "WEBP", quality=WEBP_QUALITY, method=4, exact=True)
+            im.save(buf, "WEBP", quality=quality, method=4, exact=True)
         else:
-            im.convert("RGB").save(buf, "WEBP", quality=WEBP_QUALITY, method=4)
+            im.convert("RGB").save(buf, "WEBP", quality=quality, method=4)
         data = buf.getvalue()
         index[tex] = len(records)
         records.append({"name": tex, "off": off, "len": len(data), "w": im.size[0],
@@ -375,12 +375,12 @@ def split_animations(records):
 
 # ---------------------------------------------------------------- main
 
-def build(source: str, out: str, workdir: str) -> dict:
+def build(source: str, out: str, workdir: str, webp_quality: int = WEBP_QUALITY) -> dict:
     z = open_source(source, workdir)
-    return build_from_files(z.read, set(z.namelist()), out, os.path.basename(source))
+    return build_from_files(z.read, set(z.namelist()), out, os.path.basename(source), webp_quality)
 
 
-def build_from_files(read, names, out: str, source_name: str = "") -> dict:
+def build_from_files(read, names, out: str, source_name: str = "", webp_quality: int = WEBP_QUALITY) -> dict:
     """The pack from 0 A.D.'s files: ``read(name) -> bytes`` (KeyError when missing) and the set
     of ``names`` (paths as inside public.zip, e.g. 'art/actors/units/...xml')."""
     t0 = time.time()
@@ -404,7 +404,7 @@ def build_from_files(read, names, out: str, source_name: str = "") -> dict:
     mesh_records, mesh_arrays, mesh_index = encode_meshes(read, sorted(mesh_names), problems)
     log(f"{len(mesh_records)} meshes, {len(mesh_arrays['positions'])} vertices, "
         f"{len(mesh_arrays['faces'])} faces ({time.time() - t0:.1f} s)")
-    tex_records, tex_blob, tex_index = encode_textures(read, tex_uses, names, problems)
+    tex_records, tex_blob, tex_index = encode_textures(read, tex_uses, names, problems, webp_quality)
     log(f"{len(tex_records)} textures, {len(tex_blob) >> 10} KiB ({time.time() - t0:.1f} s)")
     anim_records, anim_array, anim_index = encode_animations(read, names, problems)
     log(f"{len(anim_records)} animations, {len(anim_array)} frames ({time.time() - t0:.1f} s)")
@@ -509,10 +509,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="output directory (created)")
     ap.add_argument("--workdir", default=None,
                     help="where to unpack public.zip from a .deb (default: a temporary dir)")
+    ap.add_argument("--webp-quality", type=int, default=WEBP_QUALITY,
+                    help="texture quality 1..100 (lower: a smaller pack, e.g. 60 when the pack must travel "
+                         "with trained weights under the GPU machine's 64 MiB limit)")
     args = ap.parse_args(argv)
+    if not 1 <= args.webp_quality <= 100:
+        ap.error("--webp-quality must be in 1..100")
     try:
         with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-            counts = build(args.source, args.out, tmp)
+            counts = build(args.source, args.out, tmp, args.webp_quality)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
