@@ -7,6 +7,7 @@ if SCRIPTS not in sys.path:
     sys.path.insert(0, SCRIPTS)
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +19,11 @@ def tiny_bundle(tmp_path_factory):
     model = build_random(get_config("tiny"), seed=0)
     man = export_bundle(model, out, name="tiny", check=True, log=lambda *a: None)
     return out, model, man
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_restored():
+    """Autograd's switch is global to the thread: a test that turns it off must not decide other tests' results."""
+    enabled = torch.is_grad_enabled()
+    yield
+    torch.set_grad_enabled(enabled)

@@ -1,12 +1,19 @@
 """The AA2 additions are no-ops at init; the 3-D UNet equals the SD1.5 2-D UNet per frame;
 reference_keep = 0 equals Moore-AA's unconditional (self-only) attention."""
+import pytest
 import torch
 
 from standin_model.config import get_config
 from standin_model.guiders import ObjectGuider, PoseGuider
 from standin_model.unet import UNetModel, build_denoising_unet
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    # only these tests: a module-level switch would leak into every test collected after this file
+    with torch.no_grad():
+        yield
 
 
 def _perturb_norms(m, g):
