@@ -10,7 +10,9 @@ The run folder is resumable (standin_train/checkpoints.py): the same command con
 last one stopped, from ``state.pt`` when it is there (same machine: exact), else from the fp16
 weights in ``weights/`` (a fresh machine: new optimizer state).  ``--time-limit`` stops cleanly
 after that many seconds, so training fits in the GPU machine's 10-minute calls; ``--init``
-seeds a run folder from a weights folder brought back by an earlier call.  The stages, batch
+seeds a run folder from a weights folder brought back by an earlier call. ``--warm-start``
+starts a changed architecture from an earlier model's weights (every tensor whose name and
+shape still fit), optionally skipping stages (``--start-stage image`` keeps its VAE).  The stages, batch
 sizes and learning rates are data: configs/train/*.json.  docs/TRAINING.md tells the whole
 recipe and its results.
 """
@@ -246,6 +248,32 @@ def save_run(args, cfg_train: Dict, model: StandinModel, state: Dict) -> Dict:
     return progress
 
 
+def warm_start(args, model, state: Dict, stages) -> None:
+    """A new run from an earlier model's weights: tensors that fit are loaded, the rest stay fresh.
+    Skipping the VAE stage is only sound when the whole VAE came over (its latent scale too)."""
+    names = [s["name"] for s in stages]
+    start = args.start_stage or names[0]
+    if start not in names:
+        raise SystemExit(f"--start-stage {start!r}: the config's stages are {names}")
+    weights, scaling_factor = ckpt.read_any_weights(args.warm_start)
+    report = ckpt.load_matching(model, weights)
+    if not report["loaded"]:
+        raise SystemExit(f"--warm-start {args.warm_start}: no tensor fits this model (another architecture?)")
+    skipped = names[:names.index(start)]
+    if "vae" in skipped:
+        vae_misfits = [n for n in report["reshaped"] + report["fresh"] if n.startswith("vae.")]
+        if vae_misfits:
+            raise SystemExit(f"--start-stage {start} skips the VAE stage, but {len(vae_misfits)} VAE tensors of "
+                             f"this model are not in {args.warm_start} (e.g. {vae_misfits[0]}): start at 'vae'")
+        state["scaling_factor"] = scaling_factor
+    state["stage_index"], state["step"] = names.index(start), 0
+    count = lambda keys: sum(model.state_dict()[k].numel() for k in keys)  # noqa: E731
+    log(f"warm start from {args.warm_start}: {len(report['loaded'])} tensors ({count(report['loaded']) / 1e6:.2f}M "
+        f"parameters) loaded, {len(report['reshaped'])} reshaped and {len(report['fresh'])} new left fresh "
+        f"({count(report['reshaped'] + report['fresh']) / 1e6:.2f}M), {len(report['unused'])} unused; "
+        f"starting at stage {start}")
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -254,6 +282,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pack", required=True, help="asset pack (scripts/synth/build_asset_pack.py)")
     ap.add_argument("--backgrounds", required=True, help="background plates (scripts/synth/build_backgrounds.py)")
     ap.add_argument("--init", help="weights folder (weights.index.json + progress.json) to start from")
+    ap.add_argument("--warm-start", metavar="WEIGHTS",
+                    help="a new run starts from these weights (folder or shipped .pth) wherever name and shape fit")
+    ap.add_argument("--start-stage", help="with --warm-start: the stage to begin with (default: the first)")
     ap.add_argument("--time-limit", type=float, default=0, help="stop cleanly after this many seconds")
     ap.add_argument("--max-steps-this-call", type=int, default=0, help="stop after this many steps (tests)")
     ap.add_argument("--workers", type=int, default=-1, help="data workers per process (default: cores/processes - 1)")
@@ -262,6 +293,10 @@ def main(argv=None) -> int:
                     help="stage.key=value, e.g. image.batch=8 (tests, quick experiments)")
     ap.add_argument("--ship", help="also write the shippable fp16 weights file here (at the end)")
     args = ap.parse_args(argv)
+    if args.warm_start and args.init:
+        ap.error("--init continues a run, --warm-start begins a new one: give one of them")
+    if args.start_stage and not args.warm_start:
+        ap.error("--start-stage needs --warm-start (a run started from nothing begins with its first stage)")
     args.steps_done = 0
     started = time.time()
 
@@ -305,6 +340,8 @@ def main(argv=None) -> int:
         model.load_state_dict({k: v.float() for k, v in weights.items()})
         state.update({k: progress[k] for k in ("stage_index", "step", "sessions", "scaling_factor")})
         log(f"started from weights {src}: stage {state['stage_index']} step {state['step']} (fresh optimizer)")
+    elif args.warm_start:
+        warm_start(args, model, state, cfg_train["stages"])
     state["sessions"] += 1
 
     stages = cfg_train["stages"]

@@ -19,7 +19,9 @@
 #     STANDIN=build/standin VISION=models/vision OUT=/tmp/drift-smoke bash scripts/gpu/drift.sh
 #
 # Knobs: DRIFT_FRAMES (320 = 32 s of vtest at 10 fps), DRIFT_STEPS (bundle's), DRIFT_WINDOW (bundle's),
-# DRIFT_CHAIN (2), DRIFT_DEVICE (cuda), DRIFT_DTYPE (bundle's), DRIFT_SEED (0), SHOT, REFERENCE, OUT.
+# DRIFT_CHAIN (2), DRIFT_DEVICE (cuda), DRIFT_DTYPE (bundle's), DRIFT_SEED (0), DRIFT_CFG (bundle's),
+# DRIFT_SAMPLER (bundle's), DRIFT_VARIANTS ("baseline chain anchor chain+anchor": which to render,
+# in that order), SHOT, REFERENCE, OUT.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -62,7 +64,7 @@ if [[ -z "$BUNDLE" && -n "${WEIGHTS:-}" ]]; then
 fi
 [[ -f "$BUNDLE/model.json" ]] || { echo "no bundle: set BUNDLE=dir or WEIGHTS=file.pth"; exit 1; }
 git log -1 --format='commit %H %s' 2>/dev/null || true
-echo "shot=$SHOT frames=$FRAMES bundle=$BUNDLE device=$DEVICE chain=$CHAIN seed=$SEED"
+echo "shot=$SHOT frames=$FRAMES bundle=$BUNDLE device=$DEVICE chain=$CHAIN seed=$SEED steps=${DRIFT_STEPS:-bundle} cfg=${DRIFT_CFG:-bundle} sampler=${DRIFT_SAMPLER:-bundle} reference=$REFERENCE"
 
 # The shot, cut to FRAMES frames (the prepared one already is).
 ffmpeg -hide_banner -loglevel error -y -i "$SHOT" -frames:v "$FRAMES" -c:v libx264 -preset veryfast -crf 16 -pix_fmt yuv420p \
@@ -77,6 +79,8 @@ COMMON=(replace -i "$WORK/shot.mp4" -r "$REFERENCE" --bundle "$BUNDLE" --vision-
 [[ -n "${DRIFT_STEPS:-}" ]] && COMMON+=(--steps "$DRIFT_STEPS")
 [[ -n "${DRIFT_WINDOW:-}" ]] && COMMON+=(--window "$DRIFT_WINDOW")
 [[ -n "${DRIFT_DTYPE:-}" ]] && COMMON+=(--dtype "$DRIFT_DTYPE")
+[[ -n "${DRIFT_CFG:-}" ]] && COMMON+=(--cfg "$DRIFT_CFG")
+[[ -n "${DRIFT_SAMPLER:-}" ]] && COMMON+=(--sampler "$DRIFT_SAMPLER")
 WINDOW="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["defaults"]["window"])' "$BUNDLE/model.json")"
 WINDOW="${DRIFT_WINDOW:-$WINDOW}"
 
@@ -86,7 +90,10 @@ declare -A VARIANTS=(
   [anchor]="--anchor-color on"
   [chain+anchor]="--chain-frames $CHAIN --anchor-color on"
 )
-ORDER=(baseline chain anchor chain+anchor)
+read -r -a ORDER <<< "${DRIFT_VARIANTS:-baseline chain anchor chain+anchor}"
+for name in "${ORDER[@]}"; do
+  [[ -n "${VARIANTS[$name]+set}" ]] || { echo "unknown variant '$name' in DRIFT_VARIANTS (baseline chain anchor chain+anchor)"; exit 1; }
+done
 for name in "${ORDER[@]}"; do
   file="${name//+/_}"
   stamp "render $name"

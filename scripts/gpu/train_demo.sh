@@ -10,6 +10,9 @@
 # While the machine stays warm the full state (optimizer included) stays in $RUN and the next
 # call continues exactly; on a fresh machine it starts from .train/weights with a new optimizer.
 # From nothing: the same command with an empty .train/weights.
+# From an earlier model (a changed architecture, docs/TRAINING.md "Run 2"): WARM_START=weights
+# (folder or shipped .pth, carried) and START_STAGE=image to keep its VAE; used only when the run
+# has neither state.pt nor INIT weights yet.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=/tmp/standin-numba OMP_NUM_THREADS=1
@@ -28,6 +31,9 @@ gpus=$(python3 -c 'import torch; print(torch.cuda.device_count())')
 args=(--config "$CONFIG" --run-dir "$RUN" --pack "$PACK" --backgrounds "$BACKGROUNDS" --time-limit "$LIMIT" --log-every 25)
 if [[ ! -f $RUN/state.pt && -f $INIT/weights.index.json ]]; then
   args+=(--init "$INIT")
+elif [[ ! -f $RUN/state.pt && -n ${WARM_START:-} ]]; then
+  args+=(--warm-start "$WARM_START")
+  [[ -n ${START_STAGE:-} ]] && args+=(--start-stage "$START_STAGE")
 fi
 [[ -n ${SHIP:-} ]] && args+=(--ship "$OUT/$SHIP")
 echo "== $gpus GPU(s), limit ${LIMIT}s, run $RUN"

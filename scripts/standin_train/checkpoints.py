@@ -128,6 +128,35 @@ def load_shipping_weights(path: str) -> Tuple[Dict[str, torch.Tensor], Dict]:
     return obj["state"], obj["meta"]
 
 
+def read_any_weights(path: str) -> Tuple[Dict[str, torch.Tensor], float]:
+    """A weights folder (shards) or a shipped .pth -> (state, latent scaling factor)."""
+    if os.path.isdir(path):
+        state, progress = read_shards(path)
+        return state, float(progress["scaling_factor"])
+    state, meta = load_shipping_weights(path)
+    return state, float(meta["scaling_factor"])
+
+
+def load_matching(model: torch.nn.Module, weights: Dict[str, torch.Tensor]) -> Dict[str, List[str]]:
+    """Copy every tensor of ``weights`` whose name and shape fit ``model``; the rest of the model
+    keeps its fresh initialisation. Returns the names "loaded", "reshaped" (same name, other
+    shape: left fresh), "fresh" (not in weights) and "unused" (in weights, not in the model)."""
+    own = model.state_dict()
+    report: Dict[str, List[str]] = {"loaded": [], "reshaped": [], "fresh": [], "unused": []}
+    with torch.no_grad():
+        for name, target in own.items():
+            source = weights.get(name)
+            if source is None:
+                report["fresh"].append(name)
+            elif tuple(source.shape) != tuple(target.shape):
+                report["reshaped"].append(name)
+            else:
+                target.copy_(source.to(target.dtype))
+                report["loaded"].append(name)
+    report["unused"] = sorted(set(weights) - set(own))
+    return report
+
+
 def save_state(path: str, state: Dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)

@@ -97,15 +97,17 @@ def tiny_config(path, vae=3, image=3, video=2):
     return str(path)
 
 
-def train(config, run, assets, *extra):
+def train(config, run, assets, *extra, configs_dir=None, expect_rc=0):
     pack, bg = assets
     env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
+    if configs_dir:
+        env["STANDIN_MODEL_CONFIGS"] = str(configs_dir)
     r = subprocess.run([sys.executable, TRAIN, "--config", config, "--run-dir", run, "--pack", pack,
                         "--backgrounds", bg, "--workers", "0", "--log-every", "1", *extra],
                        capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
+    assert r.returncode == expect_rc, r.stdout + r.stderr
+    return r.stdout + r.stderr
 
 
 def log_of(run):
@@ -163,3 +165,45 @@ def test_three_stages_stop_resume_and_export(assets, tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "export_bundle.py"), "--config", "demo",
                         "--weights", shipped, "--out", str(tmp_path / "wrong")], capture_output=True, text=True)
     assert r.returncode == 2 and "--config tiny" in r.stderr
+
+
+def test_warm_start_carries_what_fits_into_a_changed_architecture(assets, tmp_path):
+    # an earlier model: the tiny architecture, trained through its VAE stage
+    first = str(tmp_path / "first")
+    train(tiny_config(tmp_path / "first.json", vae=2, image=1, video=1), first, assets, "--max-steps-this-call", "2")
+    old, old_progress = ckpt.read_shards(os.path.join(first, "weights"))
+    assert old_progress["stage_index"] == 1
+    # the changed architecture: no attention at the first UNet level (docs/TRAINING.md, run 2)
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    tiny = json.load(open(os.path.join(ROOT, "configs", "models", "tiny.json")))
+    tiny["name"] = "tiny_plain"
+    tiny["unet"]["down_block_types"] = ["DownBlock", "DownBlock"]
+    (configs / "tiny_plain.json").write_text(json.dumps(tiny))
+    cfg = json.loads(open(tiny_config(tmp_path / "plain.json", vae=2, image=2, video=1)).read())
+    cfg["model"] = "tiny_plain"
+    config = tmp_path / "plain.json"
+    config.write_text(json.dumps(cfg))
+
+    run = str(tmp_path / "plain")
+    out = train(str(config), run, assets, "--warm-start", os.path.join(first, "weights"), "--start-stage", "image",
+                "--max-steps-this-call", "1", configs_dir=configs)
+    assert "warm start from" in out and "starting at stage image" in out
+    assert [(r["stage"], r["step"]) for r in log_of(run)] == [("image", 1)]  # the VAE stage was skipped
+    saved = ckpt.load(os.path.join(run, "state.pt"))
+    new, progress = saved["model"], ckpt.read_shards(os.path.join(run, "weights"))[1]
+    assert progress["scaling_factor"] == old_progress["scaling_factor"]
+    # the VAE (frozen in the image stage) is exactly the earlier one; the first level's attention is gone
+    for key in [k for k in new if k.startswith("vae.")]:
+        assert torch.equal(new[key].half(), old[key]), key
+    assert not any(k.startswith("denoising_unet.down_blocks.0.attentions") for k in new)
+    assert any(k.startswith("denoising_unet.down_blocks.0.attentions") for k in old)
+
+    # skipping the VAE stage needs the whole VAE: another VAE width is refused with a reason
+    tiny["name"], tiny["vae"]["block_out_channels"] = "tiny_widevae", [c * 2 for c in tiny["vae"]["block_out_channels"]]
+    (configs / "tiny_widevae.json").write_text(json.dumps(tiny))
+    cfg["model"] = "tiny_widevae"
+    config.write_text(json.dumps(cfg))
+    out = train(str(config), str(tmp_path / "wide"), assets, "--warm-start", os.path.join(first, "weights"),
+                "--start-stage", "image", configs_dir=configs, expect_rc=1)
+    assert "skips the VAE stage" in out
