@@ -98,7 +98,7 @@ Status run_extract(const CommandLine& line) {
   topt.fps = info.fps.valid() ? info.fps.value() : 30.0;
   STANDIN_ASSIGN_OR_RETURN(auto tracker, vision::PersonTracker::create(
                                                 o.vision_models.empty() ? pipeline::default_vision_dir() : o.vision_models,
-                                                o.device, topt));
+                                                concrete_device(o.device), topt));
 
   // The folder is made only once input and models are known to be good.
   std::error_code ec;

@@ -12,7 +12,7 @@ Status run_generate(const CommandLine& line) {
   req.output = o.output;
   req.overwrite = line.global.overwrite;
   req.bundle = o.bundle;
-  req.device = o.device;
+  req.device = concrete_device(o.device);
   req.dtype = o.dtype;
   if (!o.size.empty()) {
     STANDIN_ASSIGN_OR_RETURN(auto size, parse_size(o.size));

@@ -42,7 +42,7 @@ Status run_models(const CommandLine& line) {
     if (o.verify) {
       diffusion::LoadOptions load_options;
       load_options.remember_verified = false;  // --verify always hashes every file again
-      auto bundle = diffusion::Bundle::load(dir, diffusion::DeviceSpec{o.device}, std::nullopt, load_options);
+      auto bundle = diffusion::Bundle::load(dir, diffusion::DeviceSpec{concrete_device(o.device)}, std::nullopt, load_options);
       std::printf("%-28s %s\n", "", bundle.ok() ? "verified: checksums and contract dry run pass"
                                                  : ("FAILED: " + bundle.error().message).c_str());
       if (!bundle.ok() && first_failure.ok()) first_failure = bundle.error();

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include <torch/cuda.h>
 #include <torch/version.h>
 
 namespace standin::cli {
@@ -54,7 +55,7 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
                  "Reference image of the new character (not with --person ID=IMAGE, which names one per person)");
   cmd.add_option("-o,--output", o.output, "Output video (.mp4)")->required();
   cmd.add_option("-b,--bundle", o.bundle, "Model bundle directory (default: $STANDIN_BUNDLE, then models/tiny)");
-  cmd.add_option("--device", o.device, "cpu | cuda | cuda:N")->capture_default_str();
+  cmd.add_option("--device", o.device, "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N")->capture_default_str();
   cmd.add_option("--dtype", o.dtype, "fp32 | fp16 | bf16 (default: the bundle's)")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   cmd.add_option("--size", o.size, "Work resolution WxH (default: the bundle's)");
@@ -145,6 +146,11 @@ std::string version_string() {
   return out.str();
 }
 
+std::string concrete_device(const std::string& name) {
+  if (name != "auto") return name;
+  return torch::cuda::is_available() ? "cuda" : "cpu";
+}
+
 ParseOutcome parse_command_line(int argc, const char* const* argv) {
   CommandLine line;
   CLI::App app{"standin: replace a character in a video with the character of a reference image", "standin"};
@@ -167,7 +173,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   extract->add_option("-o,--output", line.extract.output_dir, "Output directory")->required();
   extract->add_option("--person", line.extract.person, "auto | track id")->capture_default_str();
   extract->add_option("--vision-models", line.extract.vision_models, "Converted MediaPipe models (default: models/vision)");
-  extract->add_option("--device", line.extract.device, "cpu | cuda | cuda:N")->capture_default_str();
+  extract->add_option("--device", line.extract.device, "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N")->capture_default_str();
   extract->add_option("--landmark-model", line.extract.landmark_model, "lite | full | heavy")
       ->check(CLI::IsMember({"lite", "full", "heavy"}))
       ->capture_default_str();
@@ -182,7 +188,7 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
   auto* models = app.add_subcommand("models", "List or verify model bundles");
   models->add_option("bundles", line.models.bundles, "Bundle directories (default: the known locations)");
   models->add_flag("--verify", line.models.verify, "Check sha256 and run each module's contract dry run");
-  models->add_option("--device", line.models.device, "Device for --verify")->capture_default_str();
+  models->add_option("--device", line.models.device, "Device for --verify: auto | cpu | cuda | cuda:N")->capture_default_str();
 
   auto* compare = app.add_subcommand("compare", "PSNR/SSIM between two videos; fails past a threshold");
   compare->add_option("a", line.compare.a, "First video")->required();

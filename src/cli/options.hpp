@@ -23,7 +23,7 @@ struct GenerateOptions {
   std::string reference;  // reference image
   std::string output;
   std::string bundle;     // empty = default bundle lookup
-  std::string device = "cpu";
+  std::string device = "auto";  // concrete_device() picks
   std::string dtype;      // empty = bundle's dtype
   std::string size;       // "WxH"; empty = bundle default
   int steps = 0;          // 0 = bundle default
@@ -61,7 +61,7 @@ struct ExtractOptions {
   std::string output_dir;
   std::string person = "auto";
   std::string vision_models;  // empty = default lookup
-  std::string device = "cpu";
+  std::string device = "auto";  // concrete_device() picks
   std::string landmark_model = "full";  // lite | full | heavy
   int max_people = 4;
   double pose_smoothing = 1.0;  // 0 = off, 1 = MediaPipe's
@@ -76,7 +76,7 @@ struct CompareOptions {
 struct ModelsOptions {
   std::vector<std::string> bundles;  // empty = list known locations
   bool verify = false;
-  std::string device = "cpu";
+  std::string device = "auto";  // concrete_device() picks
 };
 
 struct BatchOptions {
@@ -122,6 +122,10 @@ Result<PersonChoice> parse_people(const std::vector<std::string>& values);
 Result<std::pair<int, int>> parse_shard(const std::string& text);
 
 std::string version_string();
+
+// --device as the stages take it: "auto" becomes "cuda" where this build and machine have a
+// CUDA device, else "cpu"; any other name is passed on unchanged (the stages check it).
+std::string concrete_device(const std::string& name);
 
 // The long options of replace/animate (without "--"), with whether each takes a value: what
 // batch job keys must match (pipeline::job_keys; checked by test_cli).

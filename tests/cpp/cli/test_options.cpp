@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <torch/cuda.h>
+
 #include <vector>
 
 #include "options.hpp"
@@ -19,7 +21,7 @@ TEST(CommandLine, ReplaceWithDefaults) {
   EXPECT_EQ(out.command->generate.input, "in.mp4");
   EXPECT_EQ(out.command->generate.reference, "ref.png");
   EXPECT_EQ(out.command->generate.output, "out.mp4");
-  EXPECT_EQ(out.command->generate.device, "cpu");
+  EXPECT_EQ(out.command->generate.device, "auto");
   EXPECT_EQ(out.command->generate.sampler, "");  // the preset's, else the bundle's
   EXPECT_EQ(out.command->generate.crf, 12);
   EXPECT_FALSE(out.command->global.overwrite);
@@ -98,6 +100,14 @@ TEST(ParseShard, AcceptsAndRejects) {
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok.value(), std::make_pair(2, 8));
   for (const char* bad : {"", "1", "1/0", "8/8", "-1/4", "a/b", "1/4/2"}) EXPECT_FALSE(parse_shard(bad).ok()) << bad;
+}
+
+TEST(CommandLine, DeviceAutoPicksCudaOnlyWhereThereIsOne) {
+  EXPECT_EQ(concrete_device("auto"), torch::cuda::is_available() ? "cuda" : "cpu");
+  for (const char* name : {"cpu", "cuda", "cuda:1", "bogus"}) EXPECT_EQ(concrete_device(name), name);
+  auto out = parse({"extract", "-i", "in.mp4", "-o", "dir"});
+  ASSERT_TRUE(out.command) << out.text;
+  EXPECT_EQ(out.command->extract.device, "auto");
 }
 
 }  // namespace
