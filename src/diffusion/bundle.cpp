@@ -551,18 +551,16 @@ namespace {
 
 // Error for a module: names the module and its file.
 // Stamp files that record "this exact file already matched this sha256" (see LoadOptions).
+fs::path user_cache_dir() {
+  if (const char* base = std::getenv("STANDIN_CACHE_DIR"); base && *base) return base;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return fs::path(xdg) / "standin";
+  if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".cache" / "standin";
+  return {};
+}
+
 fs::path verified_stamp(const fs::path& file, const std::string& expected_sha) {
-  const char* base = std::getenv("STANDIN_CACHE_DIR");
-  fs::path dir;
-  if (base && *base) {
-    dir = base;
-  } else if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) {
-    dir = fs::path(xdg) / "standin";
-  } else if (const char* home = std::getenv("HOME"); home && *home) {
-    dir = fs::path(home) / ".cache" / "standin";
-  } else {
-    return {};
-  }
+  const fs::path dir = user_cache_dir();
+  if (dir.empty()) return {};
   std::error_code ec;
   const auto canonical = fs::canonical(file, ec);
   const auto size = fs::file_size(file, ec);
@@ -571,6 +569,17 @@ fs::path verified_stamp(const fs::path& file, const std::string& expected_sha) {
   const std::string identity = canonical.string() + "\n" + std::to_string(size) + "\n" +
                                std::to_string(mtime.time_since_epoch().count()) + "\n" + expected_sha;
   return dir / "verified" / sha256_hex(identity);
+}
+
+// Stamp of a contract dry run that passed: the module files' stamps (each one a file's path,
+// size, mtime and sha256), model.json's bytes (the contract), the device and the dtype.
+fs::path dry_run_stamp(const std::string& dir, const std::string& file_stamps, const at::Device& device,
+                       at::ScalarType dtype) {
+  const fs::path cache = user_cache_dir();
+  const auto contract = sha256_file((fs::path(dir) / "model.json").string());
+  if (cache.empty() || !contract.ok()) return {};
+  const std::string identity = file_stamps + "\n" + contract.value() + "\n" + device.str() + "\n" + c10::toString(dtype);
+  return cache / "dry-run" / sha256_hex(identity);
 }
 
 Error module_error(const ModuleSpec& m, const std::string& dir, const std::string& what) {
@@ -706,6 +715,9 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
   if (b.device_.is_cpu() && b.dtype_ == at::kHalf)
     return Error::usage("--dtype fp16 needs a CUDA device; on the CPU use fp32 (or bf16)");
 
+  // What a remembered dry run is keyed by: the stamps of the module files (empty when stamps
+  // are off or cannot be made).
+  std::string known_files = options.verify_checksums && options.remember_verified ? "files" : "";
   const auto load_one = [&](const std::string& name, ModuleBase& target) -> Status {
     const ModuleSpec& m = b.config_.modules.at(name);
     STANDIN_ASSIGN_OR_RETURN(const fs::path path, resolve_module_file(m, dir));
@@ -718,6 +730,8 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
       for (auto& ch : want) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       const fs::path stamp = options.remember_verified ? verified_stamp(path, want) : fs::path();
       std::error_code ec;
+      if (stamp.empty()) known_files.clear();
+      else if (!known_files.empty()) known_files += "\n" + stamp.filename().string();
       if (stamp.empty() || !fs::exists(stamp, ec)) {
         auto digest = sha256_file(path.string());
         if (!digest.ok()) return module_error(m, dir, digest.error().message);
@@ -759,13 +773,21 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
   STANDIN_TRY(load_one("pose_guider", b.pose_guider_));
   STANDIN_TRY(load_one("denoising_unet", b.denoising_unet_));
   if (b.config_.modules.count("object_guider")) STANDIN_TRY(load_one("object_guider", b.object_guider_));
-  if (options.dry_run) {
+  const fs::path passed_stamp = known_files.empty() ? fs::path() : dry_run_stamp(dir, known_files, b.device_, b.dtype_);
+  std::error_code stamp_ec;
+  if (options.dry_run && !passed_stamp.empty() && fs::exists(passed_stamp, stamp_ec)) {
+    b.dry_run_remembered_ = true;
+  } else if (options.dry_run) {
     compat::InferenceGuard guard;
     try {
       STANDIN_TRY(b.dry_run(options));
     } catch (const std::exception& e) {  // inputs built from model.json's sizes, before any module ran
       if (compat::is_out_of_memory(e)) return Error::runtime("out of memory during the bundle's dry run (model.json dry_run sizes)");
       return Error::model(dir + ": the contract dry run failed: " + compat::short_message(e));
+    }
+    if (!passed_stamp.empty()) {  // best effort, like the file stamps
+      fs::create_directories(passed_stamp.parent_path(), stamp_ec);
+      std::ofstream(passed_stamp) << dir << "\n";
     }
   }
   log::emit(log::Level::debug, "loaded bundle '" + b.config_.name + "' from " + dir + " on " + b.device_.str() + " as " +

@@ -215,7 +215,10 @@ struct LoadOptions {
   // hashed once, not at every start (4.8 GB for sd15). Any change to a file's size or mtime
   // makes it hashed again.
   bool remember_verified = true;
-  bool dry_run = true;           // run each module once on minimal inputs (model.json "dry_run" sizes)
+  // Run each module once on minimal inputs (model.json "dry_run" sizes). With remember_verified,
+  // a dry run that passed is remembered too, keyed by every module file's identity, model.json's
+  // bytes, the device and the dtype: an unchanged bundle starts without it.
+  bool dry_run = true;
   // TorchScript graph optimisation (profiling executor + fusers). Off by default: no slow
   // warm-up calls per new shape; the modules' heavy ops (conv, matmul, attention) are the same.
   bool jit_optimize = false;
@@ -241,6 +244,8 @@ class Bundle {
   const DenoisingUnet& denoising_unet() const { return denoising_unet_; }
   // nullptr when the bundle has none.
   const ObjectGuider* object_guider() const { return object_guider_.loaded() ? &object_guider_ : nullptr; }
+  // True when load() skipped the contract dry run because it passed before (LoadOptions::dry_run).
+  bool dry_run_remembered() const { return dry_run_remembered_; }
 
  private:
   Status dry_run(const LoadOptions& options);
@@ -257,6 +262,7 @@ class Bundle {
   PoseGuider pose_guider_;
   DenoisingUnet denoising_unet_;
   ObjectGuider object_guider_;
+  bool dry_run_remembered_ = false;
 };
 
 // Compares a produced tensor (or list) with a declared spec. `bindings` holds the values of the

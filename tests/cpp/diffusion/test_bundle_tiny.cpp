@@ -91,7 +91,27 @@ TEST_F(TinyBundle, RememberedVerificationStillCatchesLaterCorruption) {
   // One stamp per module file once they passed.
   const auto stamps = std::distance(fs::directory_iterator(cache / "verified"), fs::directory_iterator());
   EXPECT_EQ(stamps, static_cast<long>(read_json(dir)["modules"].size()));
-  ASSERT_TRUE(Bundle::load(dir, DeviceSpec{"cpu"}).ok());  // served from the stamps
+  {
+    // the contract dry run that passed is remembered as well ...
+    auto again = Bundle::load(dir, DeviceSpec{"cpu"});
+    ASSERT_TRUE(again.ok());
+    EXPECT_TRUE(again.value().dry_run_remembered());
+    // ... for this dtype only, and not when model.json (the contract) changes
+    auto other_dtype = Bundle::load(dir, DeviceSpec{"cpu"}, DType::bf16);
+    ASSERT_TRUE(other_dtype.ok()) << other_dtype.error().message;
+    EXPECT_FALSE(other_dtype.value().dry_run_remembered());
+    auto j = read_json(dir);
+    j["name"] = "tiny, renamed";
+    write_json(dir, j);
+    auto edited = Bundle::load(dir, DeviceSpec{"cpu"});
+    ASSERT_TRUE(edited.ok()) << edited.error().message;
+    EXPECT_FALSE(edited.value().dry_run_remembered());
+    LoadOptions fresh;
+    fresh.remember_verified = false;  // `models --verify`: everything again
+    auto verified = Bundle::load(dir, DeviceSpec{"cpu"}, std::nullopt, fresh);
+    ASSERT_TRUE(verified.ok());
+    EXPECT_FALSE(verified.value().dry_run_remembered());
+  }
   {
     std::fstream f(dir + "/vae_decoder.pt", std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(1000);
