@@ -4,7 +4,8 @@
   /usr/bin/python3 scripts/evaluate_real.py --bundle models/demo --bundle models/tiny --out eval/real
 
 A clip of vtest.avi (frames START-LEAD .. START+FRAMES) goes through `standin extract`; the
-target pedestrian's crop in the clip's first frame is the reference; `standin replace` redraws
+target pedestrian's crop in the clip's first frame is the reference (the target is the track
+`extract` picks in the first frame, followed by its id); `standin replace` redraws
 them in every frame; the metrics compare the output with the source over frames LEAD.. only
 (LEAD frames after the reference was taken, so the person has moved on).  vtest was used in
 training only as background plates, never as a character to draw.  Rows: each --bundle, and
@@ -60,16 +61,22 @@ def median_plate(path: str, n: int = 100) -> np.ndarray:
 
 
 def target_boxes(poses_json: str, count: int):
+    """The box of one person in every frame: the track that is extract's target in the first
+    frame, followed by its track id (the per-frame "target" index may move to someone else
+    once that person leaves)."""
     with open(poses_json) as f:
         doc = json.load(f)
-    boxes = [None] * count
+    frames = [fr for fr in doc["frames"] if fr["frame"] < count]
     track = None
-    for fr in doc["frames"]:
+    for fr in frames:
         t = fr.get("target", -1)
-        if 0 <= t < len(fr["people"]) and fr["frame"] < count:
-            p = fr["people"][t]
-            boxes[fr["frame"]] = p["box"]
-            track = p["track_id"] if track is None else track
+        if fr["frame"] == 0 and 0 <= t < len(fr["people"]):
+            track = fr["people"][t]["track_id"]
+    boxes = [None] * count
+    for fr in frames:
+        for p in fr["people"]:
+            if track is not None and p["track_id"] == track:
+                boxes[fr["frame"]] = p["box"]
     return boxes, track
 
 
@@ -111,7 +118,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bundle", action="append", required=True, help="a bundle to evaluate (repeatable)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--video", default=VTEST)
-    ap.add_argument("--start", type=int, default=400, help="first evaluated frame of the video")
+    ap.add_argument("--start", type=int, default=70, help="first evaluated frame of the video (70: a pedestrian who stays in view)")
     ap.add_argument("--frames", type=int, default=24, help="evaluated frames")
     ap.add_argument("--lead", type=int, default=30, help="frames between the reference and the evaluated part")
     ap.add_argument("--standin", default=os.path.join(ROOT, "build", "standin"))
@@ -132,6 +139,13 @@ def main(argv=None) -> int:
     boxes, track = target_boxes(os.path.join(ana, "poses.json"), len(src))
     if boxes[0] is None or track is None:
         raise RuntimeError("the target is not in the clip's first frame; choose another --start")
+    present = sum(b is not None for b in boxes[args.lead:])
+    if present < (len(src) - args.lead) // 2:
+        raise RuntimeError(f"track {track} is in only {present} of the {len(src) - args.lead} evaluated frames; "
+                           "choose another --start")
+    # that person's own mask (extract's default mask follows whoever is the target in each frame)
+    ana_track = os.path.join(args.out, f"analysis_track{track}")
+    run([args.standin, "-y", "extract", "-i", clip, "-o", ana_track, "--person", str(track)], log)
     x, y, w, h = boxes[0]
     mx, my = 0.3 * w, 0.15 * h
     x0, y0 = int(max(0, x - mx)), int(max(0, y - my))
@@ -152,7 +166,7 @@ def main(argv=None) -> int:
         log(f"{name}: {json.dumps({k: round(v, 3) for k, v in rows[name].items()})}")
     # background only: the median plate where the person's mask (dilated) is
     plate = median_plate(args.video)
-    masks = read_video(os.path.join(ana, "mask.mp4"))[..., 0] > 127
+    masks = read_video(os.path.join(ana_track, "mask.mp4"))[..., 0] > 127
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (17, 17))
     bg = np.stack([np.where(cv2.dilate(m.astype(np.uint8), kernel)[..., None] > 0, plate, s)
                    for m, s in zip(masks, src)])
