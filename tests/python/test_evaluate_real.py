@@ -1,0 +1,27 @@
+"""scripts/evaluate_real.py follows one pedestrian by track id, not extract's per-frame target."""
+import json
+
+import evaluate_real
+
+
+def test_boxes_follow_the_first_frames_target_by_track_id(tmp_path):
+    frames = [
+        {"frame": 0, "target": 1, "people": [{"track_id": 4, "box": [0, 0, 5, 5]}, {"track_id": 7, "box": [10, 0, 5, 5]}]},
+        {"frame": 1, "target": 1, "people": [{"track_id": 4, "box": [1, 0, 5, 5]}, {"track_id": 7, "box": [11, 0, 5, 5]}]},
+        # track 7 left: the target index now points at track 4, who must not be evaluated
+        {"frame": 2, "target": 0, "people": [{"track_id": 4, "box": [2, 0, 5, 5]}]},
+        {"frame": 3, "target": 1, "people": [{"track_id": 4, "box": [3, 0, 5, 5]}, {"track_id": 7, "box": [13, 0, 5, 5]}]},
+    ]
+    path = tmp_path / "poses.json"
+    path.write_text(json.dumps({"frames": frames}))
+    boxes, track = evaluate_real.target_boxes(str(path), 5)
+    assert track == 7
+    assert boxes == [[10, 0, 5, 5], [11, 0, 5, 5], None, [13, 0, 5, 5], None]
+
+
+def test_no_target_in_the_first_frame_gives_no_track(tmp_path):
+    path = tmp_path / "poses.json"
+    path.write_text(json.dumps({"frames": [{"frame": 0, "target": -1, "people": []},
+                                           {"frame": 1, "target": 0, "people": [{"track_id": 2, "box": [0, 0, 1, 1]}]}]}))
+    boxes, track = evaluate_real.target_boxes(str(path), 2)
+    assert track is None and boxes == [None, None]
