@@ -267,7 +267,8 @@ def warm_start(args, model, state: Dict, stages) -> None:
                              f"this model are not in {args.warm_start} (e.g. {vae_misfits[0]}): start at 'vae'")
         state["scaling_factor"] = scaling_factor
     state["stage_index"], state["step"] = names.index(start), 0
-    count = lambda keys: sum(model.state_dict()[k].numel() for k in keys)  # noqa: E731
+    own = model.state_dict()
+    count = lambda keys: sum(own[k].numel() for k in keys)  # noqa: E731
     log(f"warm start from {args.warm_start}: {len(report['loaded'])} tensors ({count(report['loaded']) / 1e6:.2f}M "
         f"parameters) loaded, {len(report['reshaped'])} reshaped and {len(report['fresh'])} new left fresh "
         f"({count(report['reshaped'] + report['fresh']) / 1e6:.2f}M), {len(report['unused'])} unused; "

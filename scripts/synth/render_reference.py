@@ -71,13 +71,19 @@ def main(argv=None) -> int:
 
     import cv2
     pack = AssetPack.load(args.pack)
-    count = max(args.index + 1, 8 if args.sheet else 0)
-    images = [draw(pack, ident, bones, args.size, args.azimuth)
-              for ident, bones in candidates(pack, args.split, args.seed, count)]
+    # drawing identities is cheap, rendering is not: render only the ones written
+    drawn = list(candidates(pack, args.split, args.seed, max(args.index + 1, 8 if args.sheet else 0)))
+    rendered = {}
+
+    def render_one(i):
+        if i not in rendered:
+            rendered[i] = draw(pack, *drawn[i], args.size, args.azimuth)
+        return rendered[i]
+
     if args.sheet:
         tiles = []
-        for i, img in enumerate(images[:8]):
-            tile = img.copy()
+        for i in range(8):
+            tile = render_one(i).copy()
             cv2.putText(tile, str(i), (6, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2)
             tiles.append(tile)
         if not cv2.imwrite(args.sheet, cv2.cvtColor(np.concatenate(tiles, 1), cv2.COLOR_RGB2BGR)):
@@ -85,7 +91,7 @@ def main(argv=None) -> int:
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
         raise SystemExit(f"{folder}: no such folder")
-    if not cv2.imwrite(args.out, cv2.cvtColor(images[args.index], cv2.COLOR_RGB2BGR),
+    if not cv2.imwrite(args.out, cv2.cvtColor(render_one(args.index), cv2.COLOR_RGB2BGR),
                        [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise SystemExit(f"{args.out}: cannot write")
     print(f"{args.out}: {args.split} identity {args.index} of seed {args.seed}, "

@@ -549,8 +549,7 @@ std::string match_list(const TensorSpec& spec, const std::vector<at::Tensor>& ts
 
 namespace {
 
-// Error for a module: names the module and its file.
-// Stamp files that record "this exact file already matched this sha256" (see LoadOptions).
+// Where stamps live: $STANDIN_CACHE_DIR, else $XDG_CACHE_HOME/standin, else ~/.cache/standin.
 fs::path user_cache_dir() {
   if (const char* base = std::getenv("STANDIN_CACHE_DIR"); base && *base) return base;
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return fs::path(xdg) / "standin";
@@ -558,6 +557,7 @@ fs::path user_cache_dir() {
   return {};
 }
 
+// Stamp files that record "this exact file already matched this sha256" (see LoadOptions).
 fs::path verified_stamp(const fs::path& file, const std::string& expected_sha) {
   const fs::path dir = user_cache_dir();
   if (dir.empty()) return {};
@@ -582,6 +582,7 @@ fs::path dry_run_stamp(const std::string& dir, const std::string& file_stamps, c
   return cache / "dry-run" / sha256_hex(identity);
 }
 
+// Error for a module: names the module and its file.
 Error module_error(const ModuleSpec& m, const std::string& dir, const std::string& what) {
   return Error::model("bundle module '" + m.name + "' (" + (fs::path(dir) / m.file).string() + "): " + what);
 }
@@ -715,9 +716,10 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
   if (b.device_.is_cpu() && b.dtype_ == at::kHalf)
     return Error::usage("--dtype fp16 needs a CUDA device; on the CPU use fp32 (or bf16)");
 
-  // What a remembered dry run is keyed by: the stamps of the module files (empty when stamps
-  // are off or cannot be made).
-  std::string known_files = options.verify_checksums && options.remember_verified ? "files" : "";
+  // What a remembered dry run is keyed by: the stamps of the module files, usable only when
+  // every file has one.
+  std::string file_stamps;
+  bool every_file_stamped = options.dry_run && options.verify_checksums && options.remember_verified;
   const auto load_one = [&](const std::string& name, ModuleBase& target) -> Status {
     const ModuleSpec& m = b.config_.modules.at(name);
     STANDIN_ASSIGN_OR_RETURN(const fs::path path, resolve_module_file(m, dir));
@@ -730,8 +732,8 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
       for (auto& ch : want) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       const fs::path stamp = options.remember_verified ? verified_stamp(path, want) : fs::path();
       std::error_code ec;
-      if (stamp.empty()) known_files.clear();
-      else if (!known_files.empty()) known_files += "\n" + stamp.filename().string();
+      if (stamp.empty()) every_file_stamped = false;
+      else file_stamps += "\n" + stamp.filename().string();
       if (stamp.empty() || !fs::exists(stamp, ec)) {
         auto digest = sha256_file(path.string());
         if (!digest.ok()) return module_error(m, dir, digest.error().message);
@@ -773,9 +775,9 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
   STANDIN_TRY(load_one("pose_guider", b.pose_guider_));
   STANDIN_TRY(load_one("denoising_unet", b.denoising_unet_));
   if (b.config_.modules.count("object_guider")) STANDIN_TRY(load_one("object_guider", b.object_guider_));
-  const fs::path passed_stamp = known_files.empty() ? fs::path() : dry_run_stamp(dir, known_files, b.device_, b.dtype_);
+  const fs::path passed_stamp = every_file_stamped ? dry_run_stamp(dir, file_stamps, b.device_, b.dtype_) : fs::path();
   std::error_code stamp_ec;
-  if (options.dry_run && !passed_stamp.empty() && fs::exists(passed_stamp, stamp_ec)) {
+  if (!passed_stamp.empty() && fs::exists(passed_stamp, stamp_ec)) {
     b.dry_run_remembered_ = true;
   } else if (options.dry_run) {
     compat::InferenceGuard guard;

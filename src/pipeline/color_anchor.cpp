@@ -60,19 +60,11 @@ cv::Mat shift_lab(const cv::Mat& rgb, const cv::Vec3d& shift, const cv::Mat& wei
 
 cv::Mat skeleton_region(const vision::Body18& body, cv::Size canvas, const cv::Mat& m, int grow_px) {
   cv::Mat region = cv::Mat::zeros(canvas, CV_8U);
-  cv::Mat md;
-  if (!m.empty()) m.convertTo(md, CV_64F);
   std::vector<cv::Point> points;
   for (const auto& k : body) {
-    if (k.score < vision::kPoseScoreThreshold || !std::isfinite(k.x) || !std::isfinite(k.y)) continue;
-    double x = k.x, y = k.y;
-    if (!md.empty()) {
-      const double* a = md.ptr<double>(0);
-      const double* b = md.ptr<double>(1);
-      x = a[0] * k.x + a[1] * k.y + a[2];
-      y = b[0] * k.x + b[1] * k.y + b[2];
-    }
-    points.emplace_back(static_cast<int>(std::lround(x)), static_cast<int>(std::lround(y)));
+    if (!vision::keypoint_shown(k)) continue;
+    const cv::Point2d p = vision::to_canvas(m, k);
+    points.emplace_back(static_cast<int>(std::lround(p.x)), static_cast<int>(std::lround(p.y)));
   }
   if (points.size() < 2) return region;
   std::vector<cv::Point> hull;

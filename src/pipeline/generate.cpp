@@ -77,6 +77,7 @@ struct PersonTrack {
     if (first < 0) first = index;
     last = index;
   }
+  void include_box(const cv::Rect2d& box) { union_box = union_box.area() > 0 ? (union_box | box) : box; }
 };
 
 struct Analysis {
@@ -174,8 +175,7 @@ Result<Analysis> analyze_poses_only(const vision::PoseTrack& track, const media:
     frame.box = person->box;
     frame.present = true;
     target.mark_present(fa.frame_index);
-    const cv::Rect2d box(person->box);
-    target.union_box = target.union_box.area() > 0 ? (target.union_box | box) : box;
+    target.include_box(cv::Rect2d(person->box));
   }
   return analysis;
 }
@@ -315,8 +315,7 @@ Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::Perso
           region |= grown;
         }
         track.agnostic = RleMask::encode(region);
-        const cv::Rect box = vision::mask_bounding_box(region);
-        target.union_box = target.union_box.area() > 0 ? (target.union_box | cv::Rect2d(box)) : cv::Rect2d(box);
+        target.include_box(cv::Rect2d(vision::mask_bounding_box(region)));
         track.present = true;
       }
       if (track.present) target.mark_present(i);

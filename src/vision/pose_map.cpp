@@ -56,9 +56,7 @@ Body18 blazepose_to_openpose(const std::vector<Keypoint>& lm) {
   return body;
 }
 
-namespace {
-
-cv::Point2d transform(const cv::Mat& m, const Keypoint& k) {
+cv::Point2d to_canvas(const cv::Mat& m, const Keypoint& k) {
   if (m.empty()) return {k.x, k.y};
   cv::Mat md;
   m.convertTo(md, CV_64F);
@@ -67,17 +65,19 @@ cv::Point2d transform(const cv::Mat& m, const Keypoint& k) {
   return {a[0] * k.x + a[1] * k.y + a[2], b[0] * k.x + b[1] * k.y + b[2]};
 }
 
-bool shown(const Keypoint& k) {
+bool keypoint_shown(const Keypoint& k) {
   return k.score >= kPoseScoreThreshold && std::isfinite(k.x) && std::isfinite(k.y);
 }
 
+namespace {
+
 bool limb_shown(const Body18& body, size_t limb) {
-  return shown(body[kOpenPoseLimbs[limb][0]]) && shown(body[kOpenPoseLimbs[limb][1]]);
+  return keypoint_shown(body[kOpenPoseLimbs[limb][0]]) && keypoint_shown(body[kOpenPoseLimbs[limb][1]]);
 }
 
 // The limb's ellipse between its two joints (canvas pixels), half-width `stick`.
 std::vector<cv::Point> limb_polygon(const Body18& body, size_t limb, const cv::Mat& m, int stick) {
-  const cv::Point2d a = transform(m, body[kOpenPoseLimbs[limb][0]]), b = transform(m, body[kOpenPoseLimbs[limb][1]]);
+  const cv::Point2d a = to_canvas(m, body[kOpenPoseLimbs[limb][0]]), b = to_canvas(m, body[kOpenPoseLimbs[limb][1]]);
   const cv::Point2d mid = 0.5 * (a + b);
   const double length = std::hypot(a.x - b.x, a.y - b.y);
   const double angle = std::atan2(a.y - b.y, a.x - b.x) * 180.0 / CV_PI;
@@ -88,7 +88,7 @@ std::vector<cv::Point> limb_polygon(const Body18& body, size_t limb, const cv::M
 }
 
 void draw_joint(cv::Mat& canvas, const Keypoint& k, const cv::Mat& m, int radius, const cv::Scalar& colour) {
-  const cv::Point2d p = transform(m, k);
+  const cv::Point2d p = to_canvas(m, k);
   cv::circle(canvas, cv::Point(static_cast<int>(p.x), static_cast<int>(p.y)), radius, colour, cv::FILLED, cv::LINE_8);
 }
 
@@ -102,7 +102,7 @@ void draw_limbs(cv::Mat& canvas, const Body18& body, const cv::Mat& m, double di
 
 void draw_joints(cv::Mat& canvas, const Body18& body, const cv::Mat& m, int radius = kPoseJointRadius) {
   for (int j = 0; j < kOpenPoseCount; ++j) {
-    if (!shown(body[j])) continue;
+    if (!keypoint_shown(body[j])) continue;
     const cv::Vec3b c = kOpenPoseColors[j];
     draw_joint(canvas, body[j], m, radius, cv::Scalar(c[0], c[1], c[2]));
   }
@@ -126,12 +126,12 @@ cv::Mat render_pose_map(const Body18& body, cv::Size canvas, const cv::Mat& m) {
 std::optional<std::array<float, kOpenPoseCount>> joint_depth_values(const Body18& body) {
   const Keypoint& rhip = body[kRHip];
   const Keypoint& lhip = body[kLHip];
-  if (!shown(rhip) || !shown(lhip) || !std::isfinite(rhip.z) || !std::isfinite(lhip.z)) return std::nullopt;
+  if (!keypoint_shown(rhip) || !keypoint_shown(lhip) || !std::isfinite(rhip.z) || !std::isfinite(lhip.z)) return std::nullopt;
   // Float arithmetic in this order: conditions.py computes the same values in float32.
   const float z0 = 0.5f * (rhip.z + lhip.z);
   float top = std::numeric_limits<float>::infinity(), bottom = -std::numeric_limits<float>::infinity();
   for (const Keypoint& k : body) {
-    if (!shown(k)) continue;
+    if (!keypoint_shown(k)) continue;
     top = std::min(top, k.y);
     bottom = std::max(bottom, k.y);
   }
@@ -159,7 +159,7 @@ cv::Mat render_depth_map(const Body18& body, cv::Size canvas_size, const cv::Mat
   for (int i = 0; i < limbs; ++i)
     if (limb_shown(body, i)) parts.push_back({0.5f * (values[kOpenPoseLimbs[i][0]] + values[kOpenPoseLimbs[i][1]]), i});
   for (int j = 0; j < kOpenPoseCount; ++j)
-    if (shown(body[j])) parts.push_back({values[j], limbs + j});
+    if (keypoint_shown(body[j])) parts.push_back({values[j], limbs + j});
   // Far (small) first so nearer parts cover farther ones; ties keep the drawing order.
   std::stable_sort(parts.begin(), parts.end(), [](const Part& a, const Part& b) { return a.value < b.value; });
   for (const Part& p : parts) {
@@ -178,20 +178,20 @@ void draw_hands_and_face(cv::Mat& canvas, const std::vector<Keypoint>& lm, const
   static const std::array<cv::Scalar, 4> kHandColours = {cv::Scalar(255, 0, 0), cv::Scalar(255, 255, 0),
                                                         cv::Scalar(0, 255, 0), cv::Scalar(0, 255, 255)};
   const auto at = [&](int i) {
-    const cv::Point2d p = transform(m, lm[static_cast<size_t>(i)]);
+    const cv::Point2d p = to_canvas(m, lm[static_cast<size_t>(i)]);
     return cv::Point(static_cast<int>(p.x), static_cast<int>(p.y));
   };
   for (const int side : {0, 1}) {
     const int joints[4] = {15 + side, 17 + side, 19 + side, 21 + side};
     for (size_t e = 0; e < kHandEdges.size(); ++e) {
       const int a = joints[kHandEdges[e][0]], b = joints[kHandEdges[e][1]];
-      if (shown(lm[a]) && shown(lm[b])) cv::line(canvas, at(a), at(b), kHandColours[e], 2, cv::LINE_8);
+      if (keypoint_shown(lm[a]) && keypoint_shown(lm[b])) cv::line(canvas, at(a), at(b), kHandColours[e], 2, cv::LINE_8);
     }
     for (int k = 1; k < 4; ++k)
-      if (shown(lm[joints[k]])) cv::circle(canvas, at(joints[k]), 2, cv::Scalar(0, 0, 255), cv::FILLED, cv::LINE_8);
+      if (keypoint_shown(lm[joints[k]])) cv::circle(canvas, at(joints[k]), 2, cv::Scalar(0, 0, 255), cv::FILLED, cv::LINE_8);
   }
   for (const int i : {1, 3, 4, 6, 9, 10})  // eye inner/outer corners, mouth corners
-    if (shown(lm[i])) cv::circle(canvas, at(i), 2, cv::Scalar(255, 255, 255), cv::FILLED, cv::LINE_8);
+    if (keypoint_shown(lm[i])) cv::circle(canvas, at(i), 2, cv::Scalar(255, 255, 255), cv::FILLED, cv::LINE_8);
 }
 
 void draw_skeleton(cv::Mat& rgb, const Body18& body, const cv::Mat& m, int stick_width, int joint_radius) {

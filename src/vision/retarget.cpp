@@ -18,8 +18,6 @@ const std::array<std::array<int, 2>, 17> kRetargetTree = {{
 
 namespace {
 
-bool shown(const Keypoint& k) { return k.score >= kPoseScoreThreshold && std::isfinite(k.x) && std::isfinite(k.y); }
-
 float bone_length(const Body18& body, const std::array<int, 2>& bone) {
   const Keypoint& a = body[bone[0]];
   const Keypoint& b = body[bone[1]];
@@ -43,12 +41,12 @@ RetargetPlan plan_retarget(const Body18& reference, const std::vector<Body18>& d
   double reference_sum = 0, driving_sum = 0;
   for (size_t i = 0; i < kRetargetTree.size(); ++i) {
     const auto& bone = kRetargetTree[i];
-    if (!shown(reference[bone[0]]) || !shown(reference[bone[1]])) continue;
+    if (!keypoint_shown(reference[bone[0]]) || !keypoint_shown(reference[bone[1]])) continue;
     const float r = bone_length(reference, bone);
     if (!(r > 0.5f)) continue;  // coincident joints carry no length
     std::vector<float> lengths;
     for (const Body18& body : driving)
-      if (shown(body[bone[0]]) && shown(body[bone[1]])) lengths.push_back(bone_length(body, bone));
+      if (keypoint_shown(body[bone[0]]) && keypoint_shown(body[bone[1]])) lengths.push_back(bone_length(body, bone));
     if (lengths.empty()) continue;
     const float d = median(std::move(lengths));
     if (!(d > 0.5f)) continue;
@@ -76,7 +74,7 @@ Body18 apply_retarget(const Body18& driving, const RetargetPlan& plan) {
     const int parent = kRetargetTree[i][0], child = kRetargetTree[i][1];
     const Keypoint& p = driving[parent];
     const Keypoint& c = driving[child];
-    if (shown(p) && shown(c)) {
+    if (keypoint_shown(p) && keypoint_shown(c)) {
       const float r = plan.ratio[i];
       out[child].x = out[parent].x + (c.x - p.x) * r;
       out[child].y = out[parent].y + (c.y - p.y) * r;

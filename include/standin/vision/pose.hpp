@@ -76,6 +76,11 @@ struct ReferenceAnalysis {
 
 // ---- pose maps -----------------------------------------------------------------------------
 constexpr float kPoseScoreThreshold = 0.3f;
+// Drawn in pose maps (and used for retargeting and colour anchoring): score >= the threshold
+// and a finite position.
+bool keypoint_shown(const Keypoint& k);
+// A keypoint in canvas pixels through a 2x3 affine (CV_32F or CV_64F); empty = identity.
+cv::Point2d to_canvas(const cv::Mat& source_to_canvas, const Keypoint& k);
 constexpr int kPoseStickWidth = 4;
 constexpr int kPoseJointRadius = 4;
 // OpenPose limb pairs (0-based joint indices) and their RGB colours, in drawing order.
