@@ -113,7 +113,7 @@ def load_clips(path: str):
     return out
 
 
-def bundle_row(bundle, steps: int, cfg: float, use_reference: bool = True):
+def bundle_row(bundle, steps: int, cfg: float, use_reference: bool = True, sampler=None):
     geo = bundle.manifest["geometry"]
 
     def run(sample, i):
@@ -125,7 +125,7 @@ def bundle_row(bundle, steps: int, cfg: float, use_reference: bool = True):
             clip = torch.from_numpy(sample["reference_clip"].astype(np.float32))[None]
             conds["reference_clip"] = torch.nn.functional.interpolate(clip, size=(geo["clip_size"],) * 2,
                                                                       mode="bicubic", align_corners=False)
-        out = generate(bundle, conds, steps=steps, cfg=cfg, use_reference=use_reference)
+        out = generate(bundle, conds, steps=steps, cfg=cfg, use_reference=use_reference, sampler=sampler)
         frames = E.frames_to_uint8(out["frames"])
         if frames.shape[1:3] != (H, W):
             frames = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_CUBIC) for f in frames])
@@ -161,6 +161,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--steps", type=int, help="default: the bundle's")
     ap.add_argument("--cfg", type=float, help="default: the bundle's")
+    ap.add_argument("--sampler", choices=["ddim", "dpmpp_2m"], help="default: the bundle's")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--random-bundle", help="random-weights bundle of the same architecture")
     ap.add_argument("--tiny-bundle", default="models/tiny")
@@ -196,10 +197,11 @@ def main(argv=None) -> int:
             return o
         return inner
 
-    plan = [("trained", lambda: keep(bundle_row(trained, steps, cfg))),
-            ("no_reference", lambda: bundle_row(trained, steps, cfg, use_reference=False)),
+    sampler = args.sampler or trained.manifest["defaults"].get("sampler", "ddim")
+    plan = [("trained", lambda: keep(bundle_row(trained, steps, cfg, sampler=sampler))),
+            ("no_reference", lambda: bundle_row(trained, steps, cfg, use_reference=False, sampler=sampler)),
             ("random", lambda: bundle_row(Bundle(args.random_bundle, device=args.device) if args.random_bundle
-                                          else eager_random(trained), steps, cfg)),
+                                          else eager_random(trained), steps, cfg, sampler=sampler)),
             ("tiny", lambda: bundle_row(Bundle(args.tiny_bundle, device=args.device),
                                         Bundle(args.tiny_bundle).manifest["defaults"]["steps"], cfg)
              if os.path.exists(args.tiny_bundle) else None),
@@ -215,7 +217,7 @@ def main(argv=None) -> int:
         rows[name] = E.run_row(name, clips, fn, log=lambda m: print(m, flush=True))
         rows[name]["seconds"] = time.time() - t1
         print(f"{name}: " + json.dumps({k: round(v, 4) for k, v in rows[name].items()}), flush=True)
-    print(E.write_results(args.out, {"clips": len(clips), "frames": args.frames, "steps": steps, "cfg": cfg,
+    print(E.write_results(args.out, {"clips": len(clips), "frames": args.frames, "steps": steps, "cfg": cfg, "sampler": sampler,
                                      "seed": args.seed, "bundle": args.bundle or args.weights,
                                      "device": args.device, "dtype": args.dtype}, rows))
     if trained_outputs:

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The held-out self-reconstruction rows of a finished demo run, on the GPU machine
+# (docs/TRAINING.md "Self-reconstruction"): the run's EMA shards become one weights file, then
+# scripts/evaluate.py runs the rows that need the model on the clips rendered beforehand here.
+#
+#   device call (after train_demo.sh printed "training done", machine still warm; carry the clips):
+#   bash scripts/gpu/evaluate_demo.sh
+#
+# Leaves under $OUT: eval-<variant>.json per sampling variant and contact_sheet.png. The rows that
+# need no GPU (tiny bundle, background only) run here with --rows tiny,background.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PYTHONUNBUFFERED=1
+RUN=${RUN:-/tmp/standin-run}
+OUT=${OUT:-/tmp/standin-out}
+CONFIG=${CONFIG:-configs/train/demo.json}
+CLIPS=${CLIPS:-.train/eval_clips.npz}
+ROWS=${ROWS:-trained,no_reference,random}
+# extra sampling variants of the trained row, "steps:cfg" each (the bundle's own come first)
+VARIANTS=${VARIANTS:-}
+WEIGHTS=$RUN/standin-demo.pth
+mkdir -p "$OUT"
+
+(cd scripts && python3 -m standin_train.checkpoints "$RUN/weights" "../$CONFIG" "$WEIGHTS")
+python3 scripts/evaluate.py --weights "$WEIGHTS" --clips-file "$CLIPS" --device cuda --rows "$ROWS" \
+  --out "$RUN/eval-default"
+cp "$RUN/eval-default/results.json" "$OUT/eval-default.json"
+cp "$RUN/eval-default/contact_sheet.png" "$OUT/" 2>/dev/null || true
+for v in $VARIANTS; do
+  steps=${v%%:*} cfg=${v##*:}
+  python3 scripts/evaluate.py --weights "$WEIGHTS" --clips-file "$CLIPS" --device cuda --rows trained \
+    --steps "$steps" --cfg "$cfg" --out "$RUN/eval-$steps-$cfg"
+  cp "$RUN/eval-$steps-$cfg/results.json" "$OUT/eval-$steps-$cfg.json"
+done
