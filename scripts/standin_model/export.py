@@ -213,7 +213,7 @@ def manifest(cfg: ModelConfig, model: StandinModel, name: str, dtype: str, weigh
                          "num_object_stages": len(cfg.unet.block_out_channels) + 1 if cfg.use_object_guider else 0},
         "scheduler": dict(scheduler or SCHEDULER),
         "defaults": {"steps": cfg.steps, "cfg": cfg.cfg, "window": cfg.window, "overlap": cfg.overlap,
-                     "sampler": "ddim"},
+                     "sampler": cfg.sampler},
         "dry_run": dry_run_env(cfg),
         "weights": weights,
         "export": {"torch": torch.__version__, "attention": "sdpa" if HAS_SDPA else "math",

@@ -33,6 +33,9 @@ def test_known_sizes():
     assert (tiny.width, tiny.height, tiny.unet.block_out_channels) == (64, 96, (32, 64))
     assert sd15.unet.block_out_channels == (320, 640, 1280, 1280) and sd15.clip.hidden_size == 1024
     assert (demo.vae_scale_factor, demo.pose_modulation, demo.cfg) == (4, True, 2.5)
+    # The shipped model samples with DPM-Solver++ 2M (docs/TRAINING.md "Run 2": as good at 8 steps
+    # as DDIM at 20 on the held-out clips); the sampler travels into model.json's defaults.
+    assert (demo.sampler, tiny.sampler) == ("dpmpp_2m", "ddim")
 
 
 def test_overrides_and_unknown_names():
@@ -52,6 +55,9 @@ def test_bad_files_are_refused(tmp_path):
     bad_sub["unet"]["heads"] = 3
     (tmp_path / "tiny.json").write_text(json.dumps(bad_sub))
     with pytest.raises(ValueError, match="heads"):
+        C.load_config_file(tmp_path / "tiny.json")
+    (tmp_path / "tiny.json").write_text(json.dumps(dict(good, sampler="euler")))
+    with pytest.raises(ValueError, match="sampler"):
         C.load_config_file(tmp_path / "tiny.json")
     (tmp_path / "other.json").write_text(json.dumps(good))
     with pytest.raises(ValueError, match="other.json"):

@@ -34,6 +34,14 @@ def test_manifest(tiny_bundle):
     assert max(man["check"].values()) <= 1e-5
 
 
+def test_manifest_defaults_come_from_the_config():
+    from standin_model.export import manifest
+    for sampler in ("ddim", "dpmpp_2m"):
+        cfg = get_config("tiny", sampler=sampler, steps=7)
+        m = manifest(cfg, build_random(cfg, exercise=False), "t", "float32", {"source": "random"})
+        assert (m["defaults"]["sampler"], m["defaults"]["steps"]) == (sampler, 7)
+
+
 @pytest.mark.parametrize("env", [{"N": 3, "B": 2, "F": 3, "H": 64, "W": 48, "h": 8, "w": 6},
                                  {"N": 1, "B": 1, "F": 5, "H": 32, "W": 80, "h": 4, "w": 10}])
 def test_exported_reproduce_eager(tiny_bundle, env):
