@@ -54,7 +54,7 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
   cmd.add_option("-r,--reference", o.reference,
                  "Reference image of the new character (not with --person ID=IMAGE, which names one per person)");
   cmd.add_option("-o,--output", o.output, "Output video (.mp4)")->required();
-  cmd.add_option("-b,--bundle", o.bundle, "Model bundle directory (default: $STANDIN_BUNDLE, then models/tiny)");
+  cmd.add_option("-b,--bundle", o.bundle, "Model bundle directory (default: $STANDIN_BUNDLE, then models/demo: the trained demo model)");
   cmd.add_option("--device", o.device, "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N")->capture_default_str();
   cmd.add_option("--dtype", o.dtype, "fp32 | fp16 | bf16 (default: the bundle's)")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));

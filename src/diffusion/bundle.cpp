@@ -436,7 +436,7 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
 Result<BundleConfig> BundleConfig::read(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(path, ec)))
-    return Error::model("no model.json at " + path + " (is this a model bundle directory? create one with scripts/export_bundle.py)");
+    return Error::model("no model.json at " + path + " (is this a model bundle directory? scripts/setup.sh exports the default one, models/demo; scripts/export_bundle.py makes others)");
   STANDIN_ASSIGN_OR_RETURN(const std::string text, read_file_capped(path, kMaxModelJsonBytes, "model.json", ExitCode::model));
   return parse(text, path);
 }

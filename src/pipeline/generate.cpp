@@ -645,8 +645,8 @@ Status check_settings(const GenerateRequest& req) {
 
 std::string default_bundle_dir() {
   if (const char* env = std::getenv("STANDIN_BUNDLE"); env && *env) return env;
-  const std::string found = first_existing({fs::path("models/tiny"), executable_dir() / ".." / "models" / "tiny"});
-  return found.empty() ? "models/tiny" : found;
+  const std::string found = first_existing({fs::path("models/demo"), executable_dir() / ".." / "models" / "demo"});
+  return found.empty() ? "models/demo" : found;
 }
 
 std::string default_vision_dir() {

@@ -65,8 +65,9 @@ struct GenerateRequest {
   std::string cache;
 };
 
-// Where the default bundle is looked up: $STANDIN_BUNDLE, then models/tiny under the working
-// directory, then models/tiny next to the executable's parent folder (build/../models/tiny).
+// Where the default bundle is looked up: $STANDIN_BUNDLE, then models/demo (the trained demo
+// model that scripts/setup.sh exports) under the working directory, then next to the
+// executable's parent folder (build/../models/demo).
 std::string default_bundle_dir();
 std::string default_vision_dir();
 
