@@ -6,8 +6,10 @@
 #   device call (after train_demo.sh printed "training done", machine still warm; carry the clips):
 #   bash scripts/gpu/evaluate_demo.sh
 #
-# Leaves under $OUT: eval-<variant>.json per sampling variant and contact_sheet.png. The rows that
-# need no GPU (tiny bundle, background only) run here with --rows tiny,background.
+# Leaves under $OUT one file, eval.tar.gz: eval-<variant>.json per sampling variant and
+# contact_sheet.png (one file, so that with train_demo.sh's six in the same call the $OUT limit of
+# eight files holds). The rows that need no GPU (tiny bundle, background only) run here with
+# --rows tiny,background.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONUNBUFFERED=1
@@ -19,16 +21,18 @@ ROWS=${ROWS:-trained,no_reference,random}
 # extra sampling variants of the trained row, "steps:cfg" each (the bundle's own come first)
 VARIANTS=${VARIANTS:-}
 WEIGHTS=$RUN/standin-demo.pth
-mkdir -p "$OUT"
+EVAL=$RUN/eval
+mkdir -p "$OUT" "$EVAL"
 
 (cd scripts && python3 -m standin_train.checkpoints "$RUN/weights" "../$CONFIG" "$WEIGHTS")
 python3 scripts/evaluate.py --weights "$WEIGHTS" --clips-file "$CLIPS" --device cuda --rows "$ROWS" \
   --out "$RUN/eval-default"
-cp "$RUN/eval-default/results.json" "$OUT/eval-default.json"
-cp "$RUN/eval-default/contact_sheet.png" "$OUT/" 2>/dev/null || true
+cp "$RUN/eval-default/results.json" "$EVAL/eval-default.json"
+cp "$RUN/eval-default/contact_sheet.png" "$EVAL/" 2>/dev/null || true
 for v in $VARIANTS; do
   steps=${v%%:*} cfg=${v##*:}
   python3 scripts/evaluate.py --weights "$WEIGHTS" --clips-file "$CLIPS" --device cuda --rows trained \
     --steps "$steps" --cfg "$cfg" --out "$RUN/eval-$steps-$cfg"
-  cp "$RUN/eval-$steps-$cfg/results.json" "$OUT/eval-$steps-$cfg.json"
+  cp "$RUN/eval-$steps-$cfg/results.json" "$EVAL/eval-$steps-$cfg.json"
 done
+tar czf "$OUT/eval.tar.gz" -C "$EVAL" .
