@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from reference_pipeline import DTYPES, Bundle, generate  # noqa: E402
+from standin_model.scheduler import SAMPLERS  # noqa: E402
 from standin_train import evaluate as E  # noqa: E402
 from standin_train.data import Backgrounds, DataConfig, SampleMaker  # noqa: E402
 
@@ -161,7 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--steps", type=int, help="default: the bundle's")
     ap.add_argument("--cfg", type=float, help="default: the bundle's")
-    ap.add_argument("--sampler", choices=["ddim", "dpmpp_2m"], help="default: the bundle's")
+    ap.add_argument("--sampler", choices=sorted(SAMPLERS), help="default: the bundle's")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--random-bundle", help="random-weights bundle of the same architecture")
     ap.add_argument("--tiny-bundle", default="models/tiny")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from standin_model.export import sha256_file  # noqa: E402
-from standin_model.scheduler import SAMPLER_IDS, make_scheduler, with_beta_schedule  # noqa: E402
+from standin_model.scheduler import SAMPLER_IDS, SAMPLERS, make_scheduler, with_beta_schedule  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -317,7 +317,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cfg", type=float)
     ap.add_argument("--window", type=int)
     ap.add_argument("--overlap", type=int)
-    ap.add_argument("--sampler", choices=["ddim", "dpmpp_2m"])
+    ap.add_argument("--sampler", choices=sorted(SAMPLERS))
     ap.add_argument("--beta-schedule", choices=["linear", "scaled_linear"], help="default: the bundle's")
     ap.add_argument("--chunk", type=int, default=8, help="frames per VAE / guider call")
     ap.add_argument("--threads", type=int, help="torch CPU threads")

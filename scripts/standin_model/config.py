@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from .scheduler import SAMPLERS
+
 
 @dataclass
 class VAEConfig:
@@ -109,7 +111,7 @@ class ModelConfig:
     cfg: float = 3.5
     window: int = 24
     overlap: int = 4
-    sampler: str = "ddim"             # ddim | dpmpp_2m
+    sampler: str = "ddim"             # a key of scheduler.SAMPLERS
 
     @property
     def unet_in_channels(self) -> int:
@@ -142,8 +144,8 @@ def load_config_file(path) -> ModelConfig:
         bad = sorted(set(data.get(key, {})) - fields)
         if bad:
             raise ValueError(f"{path}: unknown keys {bad} in {key!r}; known: {sorted(fields)}")
-    if data.get("sampler", "ddim") not in ("ddim", "dpmpp_2m"):
-        raise ValueError(f"{path}: \"sampler\" must be ddim or dpmpp_2m, got {data['sampler']!r}")
+    if data.get("sampler", "ddim") not in SAMPLERS:
+        raise ValueError(f"{path}: \"sampler\" must be one of {sorted(SAMPLERS)}, got {data['sampler']!r}")
     if data.get("name", path.stem) != path.stem:
         raise ValueError(f"{path}: \"name\" is {data['name']!r} but the file is {path.stem}.json")
     return config_from_dict(data)
