@@ -8,6 +8,8 @@
 #include <limits>
 #include <fstream>
 #include <sstream>
+#include <system_error>
+#include <thread>
 #include <tuple>
 
 #include <nlohmann/json.hpp>
@@ -74,6 +76,47 @@ Result<at::Device> DeviceSpec::resolve() const {
     return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
   return Error::usage("bad device '" + name + "' (expected cpu, cuda or cuda:N)");
+}
+
+Result<std::vector<std::string>> parse_device_list(const std::string& text) {
+  const std::string expected = " (expected cpu, cuda, cuda:N or a list of CUDA devices such as cuda:0,cuda:1)";
+  std::vector<std::string> names;
+  size_t begin = 0;
+  while (true) {
+    const size_t comma = text.find(',', begin);
+    names.push_back(text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin));
+    if (comma == std::string::npos) break;
+    begin = comma + 1;
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
+    bool valid = name == "cpu" || name == "cuda";
+    if (!valid && name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() <= 9)
+      valid = name.find_first_not_of("0123456789", 5) == std::string::npos;
+    if (!valid) return Error::usage("bad device '" + name + "' in --device " + text + expected);
+    if (names.size() > 1 && (name == "cpu" || name == "cuda"))
+      return Error::usage("--device " + text + ": a list names CUDA devices one by one (cuda:0,cuda:1); '" + name +
+                          "' stands alone");
+    for (size_t j = 0; j < i; ++j)
+      if (std::stoi(names[j].substr(5)) == std::stoi(name.substr(5)))
+        return Error::usage("--device " + text + ": " + name + " is named twice");
+  }
+  return names;
+}
+
+Result<std::vector<at::Device>> resolve_devices(const std::string& text) {
+  STANDIN_ASSIGN_OR_RETURN(const std::vector<std::string> names, parse_device_list(text));
+  std::vector<at::Device> devices;
+  for (const auto& name : names) {
+    STANDIN_ASSIGN_OR_RETURN(const at::Device device, DeviceSpec{name}.resolve());
+    if (name != "cuda") {
+      devices.push_back(device);
+      continue;
+    }
+    const auto count = static_cast<int>(torch::cuda::device_count());
+    for (int i = 0; i < count; ++i) devices.emplace_back(at::kCUDA, static_cast<c10::DeviceIndex>(i));
+  }
+  return devices;
 }
 
 // ---------------------------------------------------------------- model.json
@@ -795,6 +838,48 @@ Result<Bundle> Bundle::load(const std::string& dir, const DeviceSpec& device_spe
   log::emit(log::Level::debug, "loaded bundle '" + b.config_.name + "' from " + dir + " on " + b.device_.str() + " as " +
                     c10::toString(b.dtype_));
   return b;
+}
+
+Result<std::vector<Bundle>> load_replicas(const std::string& dir, const std::vector<at::Device>& devices,
+                                          std::optional<DType> dtype, const LoadOptions& options) {
+  if (devices.empty()) return Error::usage("no device to load the model bundle on");
+  const auto load_on = [&](const at::Device& device) -> Result<Bundle> {
+    auto loaded = Bundle::load(dir, DeviceSpec{device.str()}, dtype, options);
+    if (!loaded.ok() && devices.size() > 1) return loaded.error().with_context("loading the model on " + device.str());
+    return loaded;
+  };
+  std::vector<Bundle> replicas;
+  STANDIN_ASSIGN_OR_RETURN(Bundle first, load_on(devices.front()));
+  replicas.push_back(std::move(first));
+  // The others at once, each in its own thread with its device current; all joined before any
+  // result is looked at.
+  std::vector<std::optional<Result<Bundle>>> others(devices.size() - 1);
+  std::optional<Error> not_started;
+  {
+    std::vector<std::thread> threads;
+    threads.reserve(others.size());
+    try {
+      for (size_t i = 0; i < others.size(); ++i)
+        threads.emplace_back([&, i] {
+          try {
+            at::init_num_threads();
+            compat::CurrentDeviceGuard current(devices[i + 1]);
+            others[i].emplace(load_on(devices[i + 1]));
+          } catch (const std::exception& e) {
+            others[i].emplace(Error::runtime("loading the model on " + devices[i + 1].str() + ": " + compat::short_message(e)));
+          }
+        });
+    } catch (const std::system_error& e) {
+      not_started = Error::runtime(std::string("cannot start a thread to load the model replicas: ") + e.what());
+    }
+    for (auto& t : threads) t.join();
+  }
+  if (not_started) return *not_started;
+  for (auto& other : others) {
+    if (!other->ok()) return other->error();
+    replicas.push_back(std::move(*other).value());
+  }
+  return replicas;
 }
 
 Status Bundle::dry_run(const LoadOptions&) {

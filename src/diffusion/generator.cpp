@@ -1,10 +1,14 @@
 #include "standin/diffusion/generator.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include <torch/torch.h>
 
@@ -128,7 +132,9 @@ at::Tensor Generator::make_noise(uint64_t seed, int64_t frames, int64_t h, int64
 }
 
 Result<ReferenceFeatures> Generator::encode_reference(const at::Tensor& reference, const at::Tensor& reference_clip) const {
-  const BundleConfig& c = bundle_.config();
+  STANDIN_TRY(check_replicas());
+  const Bundle& bundle = primary();
+  const BundleConfig& c = bundle.config();
   if (!reference.defined() || reference.dim() != 4 || reference.size(0) != 1 || reference.size(1) != 3)
     return Error::bad_input("reference image tensor must be [1,3,H,W], got " + shape_of(reference));
   if (reference.size(2) % c.size_multiple || reference.size(3) % c.size_multiple)
@@ -141,9 +147,9 @@ Result<ReferenceFeatures> Generator::encode_reference(const at::Tensor& referenc
   try {
     compat::InferenceGuard guard;
     ReferenceFeatures f;
-    f.latent = bundle_.vae_encoder().encode(reference) * c.scaling_factor;
-    f.embed = bundle_.image_encoder().embed(reference_clip);
-    f.tokens = bundle_.reference_net().features(f.latent, f.embed);
+    f.latent = bundle.vae_encoder().encode(reference) * c.scaling_factor;
+    f.embed = bundle.image_encoder().embed(reference_clip);
+    f.tokens = bundle.reference_net().features(f.latent, f.embed);
     return f;
   } catch (const std::exception& e) {
     return torch_error(e, "reference encoding");
@@ -152,7 +158,7 @@ Result<ReferenceFeatures> Generator::encode_reference(const at::Tensor& referenc
 
 namespace {
 
-// Everything the per-window loop needs, prepared once.
+// Everything the per-window loop needs, prepared once on the primary.
 struct Prepared {
   at::Tensor scene;      // [1, 4(+1), T, h, w] bundle dtype (undefined without environment)
   at::Tensor objects;    // [T, 4, h, w] scaled object latents (undefined = none)
@@ -160,26 +166,305 @@ struct Prepared {
   at::Tensor pose_all;   // [1, Cp, T, h, w] when cached
 };
 
+// What the UNet calls of one replica read, on its device: the primary's own tensors on the
+// primary, copies made once per run on every other device.
+struct Replica {
+  const Bundle* bundle = nullptr;
+  Prepared prepared;
+  std::vector<at::Tensor> tokens;  // reference tokens
+  at::Tensor context, keep, uncond_context;
+};
+
+// A UNet call of a window: the whole window in one call (batched CFG with B = 2, or cfg <= 1),
+// or one half of a split CFG pair.
+enum class Half { both, uncond, cond };
+
+// One window's UNet inputs, calls and guidance (docs/SAMPLING.md), on any replica. Replicas
+// call it from their own threads: it keeps no per-call state, and asks the condition source
+// under a lock.
+class WindowEvaluator {
+ public:
+  WindowEvaluator(const BundleConfig& config, at::ScalarType dtype, ConditionSource& conditions,
+                  const SamplingSettings& s, int64_t H, int64_t W)
+      : c_(config), dt_(dtype), cond_(conditions), cfg_(s.cfg), H_(H), W_(W) {
+    const bool guided = s.cfg > 1.0;
+    split_ = guided && s.cfg_mode == CfgMode::split;  // two B = 1 calls per window
+    batched_ = guided && !split_;                     // one B = 2 call per window
+  }
+
+  // The calls of one window, in the order they are guided.
+  const std::vector<Half>& halves() const { return halves_[split_ ? 1 : 0]; }
+
+  // `bundle`'s constant inputs: `prep` and the reference features on its device.
+  Replica replica(const Bundle& bundle, const Prepared& prep, const ReferenceFeatures& ref) const {
+    const at::Device dev = bundle.device();
+    const auto to = [&](const at::Tensor& t) { return t.defined() ? t.to(dev) : t; };
+    Replica r;
+    r.bundle = &bundle;
+    r.prepared.scene = to(prep.scene);
+    r.prepared.pose_all = to(prep.pose_all);
+    for (const auto& f : prep.object_features) r.prepared.object_features.push_back(to(f));
+    if (prep.object_features.empty()) r.prepared.objects = to(prep.objects);  // read only when not cached
+    for (const auto& t : ref.tokens) r.tokens.push_back(to(t));
+    const at::Tensor embed = to(ref.embed);
+    r.context = batched_ ? at::cat({at::zeros_like(embed), embed}, 0) : embed;
+    r.keep = batched_ ? at::tensor({0.0f, 1.0f}).to(dev) : at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(dev));
+    r.uncond_context = split_ ? at::zeros_like(embed) : at::Tensor();
+    return r;
+  }
+
+  // Pose-guider features [1,Cp,n,h,w] of frames [a, b) on `bundle`'s device.
+  Result<at::Tensor> pose_features(const Bundle& bundle, int64_t a, int64_t b) {
+    at::Tensor p, d;
+    {
+      std::lock_guard<std::mutex> lock(cond_mutex_);
+      STANDIN_ASSIGN_OR_RETURN(p, cond_.pose(a, b));
+      if (p.dim() != 4 || p.size(0) != b - a || p.size(1) != 3 || p.size(2) != H_ || p.size(3) != W_)
+        return Error::bad_input("pose maps for frames " + std::to_string(a) + ".." + std::to_string(b) + " must be [" +
+                                std::to_string(b - a) + ",3," + std::to_string(H_) + "," + std::to_string(W_) + "], got " +
+                                shape_of(p));
+      if (c_.pose_modulation) {
+        STANDIN_ASSIGN_OR_RETURN(d, cond_.depth(a, b));
+        if (d.dim() != 4 || d.size(0) != b - a || d.size(1) != 1 || d.size(2) != H_ || d.size(3) != W_)
+          return Error::bad_input("depth maps for frames " + std::to_string(a) + ".." + std::to_string(b) + " must be [" +
+                                  std::to_string(b - a) + ",1," + std::to_string(H_) + "," + std::to_string(W_) +
+                                  "], got " + shape_of(d));
+      }
+    }
+    return bundle.pose_guider().features(p, d).permute({1, 0, 2, 3}).unsqueeze(0);
+  }
+
+  // The UNet inputs of window `win` whose latents are x [1,4,n,h,w] (on any device) at timestep t.
+  Result<UnetInputs> inputs(const Replica& r, const Window& win, const at::Tensor& x, int64_t t) {
+    const Bundle& bundle = *r.bundle;
+    const at::Device dev = bundle.device();
+    const Prepared& prep = r.prepared;
+    const int64_t a = win.start, n = win.length, B = batched_ ? 2 : 1;
+    const at::Tensor xd = x.to(dev, dt_);
+    const at::Tensor inp = c_.environment ? at::cat({xd, prep.scene.slice(2, a, a + n)}, 1) : xd;
+    UnetInputs u;
+    u.sample = batched_ ? at::cat({inp, inp}, 0) : inp;
+    u.timestep = at::full({B}, t, at::TensorOptions().dtype(at::kLong).device(dev));
+    u.context = r.context;
+    at::Tensor pf;
+    if (prep.pose_all.defined()) {
+      pf = prep.pose_all.slice(2, a, a + n);
+    } else {
+      STANDIN_ASSIGN_OR_RETURN(pf, pose_features(bundle, a, a + n));
+    }
+    u.pose = batched_ ? pf.expand({B, -1, -1, -1, -1}).contiguous() : pf.contiguous();
+    u.reference = r.tokens;
+    u.reference_keep = r.keep;
+    if (!prep.object_features.empty()) {
+      for (const auto& o : prep.object_features) {
+        const at::Tensor w = o.slice(0, a, a + n);
+        u.objects.push_back(batched_ ? at::cat({w, w}, 0) : w);
+      }
+    } else if (prep.objects.defined()) {
+      for (const auto& o : bundle.object_guider()->features(prep.objects.slice(0, a, a + n)))
+        u.objects.push_back(batched_ ? at::cat({o, o}, 0) : o);
+    }
+    return u;
+  }
+
+  // One call: the prediction [B,4,n,h,w] in float32 on the replica's device.
+  at::Tensor predict(const Replica& r, const UnetInputs& u, Half half) const {
+    if (half != Half::uncond) return r.bundle->denoising_unet().predict(u).to(at::kFloat);
+    // Unconditional half: zero context and no reference tokens (= reference_keep 0).
+    UnetInputs un = u;
+    un.context = r.uncond_context;
+    un.reference.clear();
+    return r.bundle->denoising_unet().predict(un).to(at::kFloat);
+  }
+
+  // The guided model output [1,4,n,h,w] of one window from its calls' predictions (halves() order).
+  at::Tensor guide(const std::vector<at::Tensor>& preds) const {
+    if (split_) return preds[0] + cfg_ * (preds[1] - preds[0]);
+    const at::Tensor& pred = preds[0];
+    return batched_ ? pred.slice(0, 0, 1) + cfg_ * (pred.slice(0, 1, 2) - pred.slice(0, 0, 1)) : pred;
+  }
+
+  // A whole window on one replica, in the calling thread.
+  Result<at::Tensor> evaluate(const Replica& r, const Window& win, const at::Tensor& x, int64_t t) {
+    STANDIN_ASSIGN_OR_RETURN(const UnetInputs u, inputs(r, win, x, t));
+    std::vector<at::Tensor> preds;
+    for (const Half half : halves()) preds.push_back(predict(r, u, half));
+    return guide(preds);
+  }
+
+ private:
+  const BundleConfig& c_;
+  at::ScalarType dt_;
+  ConditionSource& cond_;
+  std::mutex cond_mutex_;
+  double cfg_;
+  int64_t H_, W_;
+  bool split_ = false, batched_ = false;
+  const std::vector<Half> halves_[2] = {{Half::both}, {Half::uncond, Half::cond}};
+};
+
+// Threads joined when this goes out of scope (also on an early return or an exception), after
+// `stop` is raised so that they end after their current call.
+class JoinedThreads {
+ public:
+  explicit JoinedThreads(std::atomic<bool>& stop) : stop_(stop) {}
+  JoinedThreads(const JoinedThreads&) = delete;
+  JoinedThreads& operator=(const JoinedThreads&) = delete;
+  ~JoinedThreads() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+  }
+  void reserve(size_t n) { threads_.reserve(n); }
+  template <class F>
+  void start(F&& body) {
+    threads_.emplace_back(std::forward<F>(body));
+  }
+
+ private:
+  std::atomic<bool>& stop_;
+  std::vector<std::thread> threads_;
+};
+
+// The replica that runs call k of a step over n replicas: dealt back and forth (0, 1, .., n-1,
+// n-1, .., 0, 0, 1, ..), so with split CFG every device gets about as many of the cheaper
+// unconditional halves as of the conditional ones, and the two halves of a window run at once
+// on two devices.
+size_t replica_of_call(size_t k, size_t n) {
+  const size_t lap = k / n, position = k % n;
+  return lap % 2 == 0 ? position : n - 1 - position;
+}
+
+// An exception on a replica's device, as an Error that names the device.
+Error device_error(const std::exception& e, const at::Device& device) {
+  Error error = torch_error(e, "denoising on " + device.str());
+  if (compat::is_out_of_memory(e))
+    error.message += "; or leave " + device.str() + " out (--device cuda:N,cuda:M or CUDA_VISIBLE_DEVICES names the devices used)";
+  return error;
+}
+
+// One denoising step (averaged windows) over several replicas: each replica works through its
+// calls (replica_of_call) in a thread of its own and copies every prediction to the primary's
+// device; the calling thread takes them in window order and guides and sums them exactly as the
+// single-device loop does, so `acc` gets the same bits. The first failure stops the other
+// replicas after their current call; every thread is joined before this returns.
+Status spread_step(WindowEvaluator& evaluator, const std::vector<Replica>& replicas, const std::vector<Window>& windows,
+                   const at::Tensor& latents, int64_t t, at::Tensor& acc, GenerationStats& stats, Progress* progress) {
+  const std::vector<Half>& halves = evaluator.halves();
+  const size_t per_window = halves.size(), calls = windows.size() * per_window, n = replicas.size();
+  const at::Device primary = replicas.front().bundle->device();
+  struct Shared {
+    std::mutex mutex;
+    std::condition_variable ready;
+    std::vector<at::Tensor> results;  // per call, on the primary's device; taken (undefined) once used
+    std::vector<bool> done;
+    std::optional<Error> error;       // the first failure
+    std::atomic<bool> stop{false};
+  } shared;
+  shared.results.resize(calls);
+  shared.done.assign(calls, false);
+
+  const auto work = [&](size_t r) {
+    const Replica& replica = replicas[r];
+    const at::Device device = replica.bundle->device();
+    std::optional<Error> failure;
+    try {
+      compat::WorkerThreadScope scope(device);
+      for (size_t k = r; k < calls && !failure && !shared.stop; ++k) {
+        if (replica_of_call(k, n) != r) continue;
+        const Window& win = windows[k / per_window];
+        auto inputs = evaluator.inputs(replica, win, latents.slice(2, win.start, win.end()), t);
+        if (!inputs.ok()) {
+          failure = inputs.error().with_context("frames " + std::to_string(win.start) + ".." + std::to_string(win.end()) +
+                                                " on " + device.str());
+          break;
+        }
+        at::Tensor pred = evaluator.predict(replica, inputs.value(), halves[k % per_window]).to(primary);
+        std::lock_guard<std::mutex> lock(shared.mutex);
+        shared.results[k] = std::move(pred);
+        shared.done[k] = true;
+        shared.ready.notify_all();
+      }
+    } catch (const std::exception& e) {
+      failure = device_error(e, device);
+    } catch (...) {
+      failure = Error::runtime("denoising on " + device.str() + " failed with an unknown exception");
+    }
+    if (failure) {
+      std::lock_guard<std::mutex> lock(shared.mutex);
+      if (!shared.error) shared.error = std::move(failure);
+      shared.stop = true;
+      shared.ready.notify_all();
+    }
+  };
+
+  const size_t busy = std::min(n, calls);  // replica r has calls when r < calls
+  stats.devices = std::max(stats.devices, static_cast<int>(busy));
+  JoinedThreads threads(shared.stop);  // after `shared`: joined before it is destroyed
+  threads.reserve(busy);
+  for (size_t r = 0; r < busy; ++r) threads.start([&work, r] { work(r); });
+
+  for (size_t w = 0; w < windows.size(); ++w) {
+    std::vector<at::Tensor> preds;
+    {
+      std::unique_lock<std::mutex> lock(shared.mutex);
+      for (size_t k = w * per_window; k < (w + 1) * per_window; ++k) {
+        shared.ready.wait(lock, [&] { return shared.done[k] || shared.error.has_value(); });
+        if (!shared.done[k]) return *shared.error;
+        preds.push_back(std::move(shared.results[k]));
+      }
+    }
+    acc.slice(2, windows[w].start, windows[w].end()) += evaluator.guide(preds);
+    ++stats.unet_calls;
+    if (progress) progress->advance();
+    STANDIN_TRY(check_interrupted());
+  }
+  return Status::success();
+}
+
 }  // namespace
+
+Status Generator::check_replicas() const {
+  if (replicas_.empty() || std::find(replicas_.begin(), replicas_.end(), nullptr) != replicas_.end())
+    return Error::runtime("generator: no model bundle given (empty or null replica)");
+  const Bundle& first = primary();
+  for (size_t i = 1; i < replicas_.size(); ++i) {
+    const Bundle& other = *replicas_[i];
+    bool same = other.dtype() == first.dtype() && other.config().modules.size() == first.config().modules.size();
+    for (const auto& [name, module] : first.config().modules) {
+      const auto it = other.config().modules.find(name);
+      same = same && it != other.config().modules.end() && it->second.sha256 == module.sha256;
+    }
+    if (!same)
+      return Error::runtime("the model on " + other.device().str() + " (" + other.dir() + ", " + c10::toString(other.dtype()) +
+                            ") is not the same bundle as the one on " + first.device().str() + " (" + first.dir() + ", " +
+                            c10::toString(first.dtype()) + "); load one bundle, in one dtype, on every device");
+  }
+  return Status::success();
+}
 
 Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSource& cond, const SamplingSettings& s,
                                      const at::Tensor& noise_in, GenerationStats* stats_out) const {
-  const BundleConfig& c = bundle_.config();
+  STANDIN_TRY(check_replicas());
+  const Bundle& bundle = primary();
+  const BundleConfig& c = bundle.config();
   STANDIN_TRY(s.validate(c));
-  const at::Device dev = bundle_.device();
-  const at::ScalarType dt = bundle_.dtype();
+  const at::Device dev = bundle.device();
+  const at::ScalarType dt = bundle.dtype();
   const int64_t T = cond.num_frames();
   const int64_t sf = c.vae_scale_factor;
-  const int64_t h = c.height / sf, w = c.width / sf;  // provisional; replaced by the conditions' size
   if (T <= 0) return Error::bad_input("no frames to generate");
   GenerationStats local_stats;
   GenerationStats& stats = stats_out ? *stats_out : local_stats;
   stats.frames = T;
+  stats.devices = 1;
 
   STANDIN_ASSIGN_OR_RETURN(auto scheduler, Scheduler::create(s.sampler, s.scheduler_config(c), s.steps));
   const auto windows = plan_windows(T, s.window, s.chain_frames > 0 ? s.chain_frames : s.overlap);
   stats.windows = static_cast<int>(windows.size());
   stats.steps = s.steps;
+  // Several replicas spread the calls of each step; chained windows depend on each other and
+  // run on the primary alone.
+  const bool spread = replicas_.size() > 1 && s.chain_frames == 0;
 
   try {
     compat::InferenceGuard guard;
@@ -195,7 +480,7 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
       return Error::bad_input("work size " + std::to_string(W) + "x" + std::to_string(H) + " is not a multiple of " +
                               std::to_string(c.size_multiple) + " (this bundle's size_multiple)");
     const int64_t lh = H / sf, lw = W / sf;
-    (void)h, (void)w;
+    WindowEvaluator evaluator(c, dt, cond, s, H, W);
 
     // ---- noise
     at::Tensor noise = noise_in.defined() ? noise_in : make_noise(s.seed, T, lh, lw);
@@ -207,7 +492,7 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
 
     // ---- scene conditions once, in latent form
     Prepared prep;
-    const bool want_objects = bundle_.object_guider() != nullptr;
+    const bool want_objects = bundle.object_guider() != nullptr;
     if (c.environment) {
       const int64_t sc = c.latent_channels + (c.mask_channel ? 1 : 0);
       prep.scene = at::empty({1, sc, T, lh, lw}, at::TensorOptions().dtype(dt).device(dev));
@@ -221,7 +506,7 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
           return Error::bad_input("environment chunk for frames " + std::to_string(a) + ".." + std::to_string(b) +
                                   " must be [" + std::to_string(b - a) + ",3," + std::to_string(H) + "," + std::to_string(W) +
                                   "], got " + shape_of(chunk.environment));
-        const at::Tensor env = bundle_.vae_encoder().encode(chunk.environment) * c.scaling_factor;  // [n,4,h,w]
+        const at::Tensor env = bundle.vae_encoder().encode(chunk.environment) * c.scaling_factor;  // [n,4,h,w]
         prep.scene.slice(2, a, b).narrow(1, 0, c.latent_channels).copy_(env.permute({1, 0, 2, 3}).unsqueeze(0));
         if (c.mask_channel) {
           if (!chunk.mask.defined() || chunk.mask.dim() != 4 || chunk.mask.size(0) != b - a || chunk.mask.size(1) != 1 ||
@@ -241,7 +526,7 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
             return Error::bad_input("object chunk for frames " + std::to_string(x) + ".." + std::to_string(y) + " must be [" +
                                     std::to_string(y - x) + ",3," + std::to_string(H) + "," + std::to_string(W) + "], got " +
                                     shape_of(img));
-          prep.objects.slice(0, x, y).copy_(bundle_.vae_encoder().encode(img) * c.scaling_factor);
+          prep.objects.slice(0, x, y).copy_(bundle.vae_encoder().encode(img) * c.scaling_factor);
           return Status::success();
         };
         const auto zeros = [&](int64_t x, int64_t y) { return at::zeros({y - x, 3, H, W}, fdev); };
@@ -256,27 +541,11 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
 
     // ---- pose features: whole clip when it fits the cache budget, else per window and step
     const int64_t pose_bytes = T * c.pose_channels * lh * lw * static_cast<int64_t>(c10::elementSize(dt));
-    const auto pose_features = [&](int64_t a, int64_t b) -> Result<at::Tensor> {  // [1,Cp,n,h,w]
-      STANDIN_ASSIGN_OR_RETURN(at::Tensor p, cond.pose(a, b));
-      if (p.dim() != 4 || p.size(0) != b - a || p.size(1) != 3 || p.size(2) != H || p.size(3) != W)
-        return Error::bad_input("pose maps for frames " + std::to_string(a) + ".." + std::to_string(b) + " must be [" +
-                                std::to_string(b - a) + ",3," + std::to_string(H) + "," + std::to_string(W) + "], got " +
-                                shape_of(p));
-      at::Tensor d;
-      if (c.pose_modulation) {
-        STANDIN_ASSIGN_OR_RETURN(d, cond.depth(a, b));
-        if (d.dim() != 4 || d.size(0) != b - a || d.size(1) != 1 || d.size(2) != H || d.size(3) != W)
-          return Error::bad_input("depth maps for frames " + std::to_string(a) + ".." + std::to_string(b) + " must be [" +
-                                  std::to_string(b - a) + ",1," + std::to_string(H) + "," + std::to_string(W) + "], got " +
-                                  shape_of(d));
-      }
-      return bundle_.pose_guider().features(p, d).permute({1, 0, 2, 3}).unsqueeze(0);
-    };
     if (pose_bytes <= s.pose_cache_bytes) {
       prep.pose_all = at::empty({1, c.pose_channels, T, lh, lw}, at::TensorOptions().dtype(dt).device(dev));
       for (int64_t a = 0; a < T; a += s.vae_chunk) {
         const int64_t b = std::min<int64_t>(T, a + s.vae_chunk);
-        STANDIN_ASSIGN_OR_RETURN(at::Tensor f, pose_features(a, b));
+        STANDIN_ASSIGN_OR_RETURN(at::Tensor f, evaluator.pose_features(bundle, a, b));
         prep.pose_all.slice(2, a, b).copy_(f);
       }
       stats.pose_cached = true;
@@ -286,7 +555,7 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
       int64_t budget = s.pose_cache_bytes - (stats.pose_cached ? pose_bytes : 0);
       for (int64_t a = 0; a < T; a += s.vae_chunk) {
         const int64_t b = std::min<int64_t>(T, a + s.vae_chunk);
-        const auto f = bundle_.object_guider()->features(prep.objects.slice(0, a, b));
+        const auto f = bundle.object_guider()->features(prep.objects.slice(0, a, b));
         if (a == 0) {
           int64_t bytes = 0;
           for (const auto& t : f) bytes += t.numel() / t.size(0) * T * static_cast<int64_t>(t.element_size());
@@ -296,60 +565,13 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
         for (size_t j = 0; j < f.size(); ++j) prep.object_features[j].slice(0, a, b).copy_(f[j]);
       }
     }
-    compat::synchronize(dev);
+    // ---- what each replica reads, on its device (copies once per run; the primary's are its own)
+    std::vector<Replica> replicas;
+    for (size_t i = 0; i < (spread ? replicas_.size() : 1); ++i) {
+      replicas.push_back(evaluator.replica(*replicas_[i], prep, ref));
+      compat::synchronize(replicas_[i]->device());
+    }
     stats.conditions_s = seconds_since(t_cond);
-
-    // ---- constant per-call inputs
-    const bool guided = s.cfg > 1.0;
-    const bool split_cfg = guided && s.cfg_mode == CfgMode::split;  // two B = 1 calls per window
-    const bool batched = guided && !split_cfg;                      // one B = 2 call per window
-    const int64_t B = batched ? 2 : 1;
-    const at::Tensor context = batched ? at::cat({at::zeros_like(ref.embed), ref.embed}, 0) : ref.embed;
-    const at::Tensor keep = batched ? at::tensor({0.0f, 1.0f}).to(dev) : at::ones({1}, fdev);
-    const at::Tensor uncond_context = split_cfg ? at::zeros_like(ref.embed) : at::Tensor();
-
-    // One window's guided model output at `timestep` for its latents x [1,4,n,h,w].
-    const auto evaluate_window = [&](const Window& win, const at::Tensor& x, const at::Tensor& timestep) -> Result<at::Tensor> {
-      const int64_t a = win.start, n = win.length;
-      at::Tensor inp = c.environment ? at::cat({x.to(dt), prep.scene.slice(2, a, a + n)}, 1) : x.to(dt);
-      UnetInputs u;
-      u.sample = batched ? at::cat({inp, inp}, 0) : inp;
-      u.timestep = timestep;
-      u.context = context;
-      at::Tensor pf;
-      if (prep.pose_all.defined()) {
-        pf = prep.pose_all.slice(2, a, a + n);
-      } else {
-        STANDIN_ASSIGN_OR_RETURN(pf, pose_features(a, a + n));
-      }
-      u.pose = batched ? pf.expand({B, -1, -1, -1, -1}).contiguous() : pf.contiguous();
-      u.reference = ref.tokens;
-      u.reference_keep = keep;
-      if (!prep.object_features.empty()) {
-        for (const auto& o : prep.object_features) {
-          const at::Tensor w = o.slice(0, a, a + n);
-          u.objects.push_back(batched ? at::cat({w, w}, 0) : w);
-        }
-      } else if (prep.objects.defined()) {
-        for (const auto& o : bundle_.object_guider()->features(prep.objects.slice(0, a, a + n)))
-          u.objects.push_back(batched ? at::cat({o, o}, 0) : o);
-      }
-      at::Tensor g;
-      if (split_cfg) {
-        // Unconditional half: zero context and no reference tokens (= reference_keep 0).
-        UnetInputs un = u;
-        un.context = uncond_context;
-        un.reference.clear();
-        const at::Tensor uncond = bundle_.denoising_unet().predict(un).to(at::kFloat);
-        const at::Tensor cond = bundle_.denoising_unet().predict(u).to(at::kFloat);
-        g = uncond + s.cfg * (cond - uncond);
-      } else {
-        const at::Tensor pred = bundle_.denoising_unet().predict(u).to(at::kFloat);
-        g = batched ? pred.slice(0, 0, 1) + s.cfg * (pred.slice(0, 1, 2) - pred.slice(0, 0, 1)) : pred;
-      }
-      ++stats.unet_calls;
-      return g;
-    };
 
     const auto t_denoise = Clock::now();
     std::optional<Progress> progress;
@@ -391,8 +613,8 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
             const float ab = alpha_bar[static_cast<size_t>(t)];
             x.slice(2, 0, held).copy_(held_latents * std::sqrt(ab) + held_noise * std::sqrt(1.0f - ab));
           }
-          const at::Tensor timestep = at::full({B}, t, at::TensorOptions().dtype(at::kLong).device(dev));
-          STANDIN_ASSIGN_OR_RETURN(const at::Tensor g, evaluate_window(win, x, timestep));
+          STANDIN_ASSIGN_OR_RETURN(const at::Tensor g, evaluator.evaluate(replicas.front(), win, x, t));
+          ++stats.unet_calls;
           x = scheduler->step(g, i, x);
           // The window's own frames go into the clip's latents as they are (a resumable state);
           // the motion frames keep their finished values.
@@ -421,13 +643,18 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
       }
       for (int i = first_step; i < scheduler->num_steps(); ++i) {
         const int64_t t = scheduler->timesteps()[i];
-        const at::Tensor timestep = at::full({B}, t, at::TensorOptions().dtype(at::kLong).device(dev));
         at::Tensor acc = at::zeros_like(latents);
-        for (const auto& win : windows) {
-          STANDIN_ASSIGN_OR_RETURN(const at::Tensor g, evaluate_window(win, latents.slice(2, win.start, win.end()), timestep));
-          acc.slice(2, win.start, win.end()) += g;
-          if (progress) progress->advance();
-          STANDIN_TRY(check_interrupted());
+        if (spread) {
+          STANDIN_TRY(spread_step(evaluator, replicas, windows, latents, t, acc, stats, progress ? &*progress : nullptr));
+        } else {
+          for (const auto& win : windows) {
+            STANDIN_ASSIGN_OR_RETURN(const at::Tensor g,
+                                     evaluator.evaluate(replicas.front(), win, latents.slice(2, win.start, win.end()), t));
+            acc.slice(2, win.start, win.end()) += g;
+            ++stats.unet_calls;
+            if (progress) progress->advance();
+            STANDIN_TRY(check_interrupted());
+          }
         }
         const at::Tensor model_output = acc / count5;
         latents = scheduler->step(model_output, i, latents);
@@ -444,7 +671,8 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
 }
 
 Status Generator::decode(const at::Tensor& latents, const FrameSink& sink, int chunk) const {
-  const BundleConfig& c = bundle_.config();
+  STANDIN_TRY(check_replicas());
+  const BundleConfig& c = primary().config();
   if (!latents.defined() || latents.dim() != 5 || latents.size(0) != 1)
     return Error::runtime("decode needs latents [1,4,T,h,w], got " + shape_of(latents));
   const int64_t T = latents.size(2);
@@ -455,7 +683,7 @@ Status Generator::decode(const at::Tensor& latents, const FrameSink& sink, int c
     try {
       compat::InferenceGuard guard;
       const at::Tensor z = latents.slice(2, a, b).squeeze(0).permute({1, 0, 2, 3}) / c.scaling_factor;
-      frames = bundle_.vae_decoder().decode(z).to(at::kFloat).clamp(-1, 1).to(at::kCPU).contiguous();
+      frames = primary().vae_decoder().decode(z).to(at::kFloat).clamp(-1, 1).to(at::kCPU).contiguous();
     } catch (const std::exception& e) {
       return torch_error(e, "decoding");
     }
@@ -470,7 +698,7 @@ Result<GenerationOutput> Generator::generate(const GenerationInputs& in, const S
   GenerationOutput out;
   const auto t0 = Clock::now();
   STANDIN_ASSIGN_OR_RETURN(auto ref, encode_reference(in.reference, in.reference_clip));
-  compat::synchronize(bundle_.device());
+  compat::synchronize(primary().device());
   out.stats.reference_s = seconds_since(t0);
   STANDIN_ASSIGN_OR_RETURN(out.latents, sample(ref, *in.conditions, s, in.noise, &out.stats));
   if (sink) {
@@ -480,10 +708,10 @@ Result<GenerationOutput> Generator::generate(const GenerationInputs& in, const S
   }
   char line[512];
   std::snprintf(line, sizeof line,
-                "generation: %lld frames, %d windows x %d steps, %lld UNet calls; reference %.2fs, conditions %.2fs, "
-                "denoise %.2fs, decode %.2fs",
+                "generation: %lld frames, %d windows x %d steps, %lld UNet calls on %d device(s); reference %.2fs, "
+                "conditions %.2fs, denoise %.2fs, decode %.2fs",
                 static_cast<long long>(out.stats.frames), out.stats.windows, out.stats.steps,
-                static_cast<long long>(out.stats.unet_calls), out.stats.reference_s, out.stats.conditions_s,
+                static_cast<long long>(out.stats.unet_calls), out.stats.devices, out.stats.reference_s, out.stats.conditions_s,
                 out.stats.denoise_s, out.stats.decode_s);
   log::emit(log::Level::debug, line);
   return out;

@@ -42,6 +42,16 @@ struct DeviceSpec {
   Result<at::Device> resolve() const;
 };
 
+// The devices of `replace`/`animate --device`: "cpu", "cuda" (every visible CUDA device),
+// "cuda:N", or a comma list of CUDA devices "cuda:0,cuda:1" (one model replica on each; see
+// Generator). parse_device_list checks the spelling only: Error::usage for an unknown or repeated
+// name, or "cpu"/"cuda" inside a list.
+Result<std::vector<std::string>> parse_device_list(const std::string& text);
+// parse_device_list, then each device checked to exist here (Error::usage as DeviceSpec::resolve,
+// e.g. CUDA asked for on a machine without it); "cuda" becomes every visible CUDA device
+// (CUDA_VISIBLE_DEVICES chooses which are visible).
+Result<std::vector<at::Device>> resolve_devices(const std::string& text);
+
 // ---------------------------------------------------------------- model.json
 
 // One dimension of a declared shape: an integer, or an expression over the contract symbols
@@ -264,6 +274,13 @@ class Bundle {
   ObjectGuider object_guider_;
   bool dry_run_remembered_ = false;
 };
+
+// One Bundle of `dir` on each device (generator replicas): the first is loaded as Bundle::load
+// does (checksums, dry run), then the others at once in a thread each (their files' checksums
+// are remembered by then, LoadOptions::remember_verified). The first error, naming its device,
+// after every load has ended.
+Result<std::vector<Bundle>> load_replicas(const std::string& dir, const std::vector<at::Device>& devices,
+                                          std::optional<DType> dtype = std::nullopt, const LoadOptions& options = {});
 
 // Compares a produced tensor (or list) with a declared spec. `bindings` holds the values of the
 // contract symbols (N, H, ...). Declared float dtypes are expected as `float_dtype` (the dtype

@@ -7,9 +7,16 @@
 //   * environment + mask are asked from the ConditionSource ONCE, in ascending chunks, and kept
 //     only in latent form ([1,5,T,h,w] in the bundle dtype, on the device);
 //   * pose maps are asked per window (ConditionSource::pose may be called many times, in any
-//     order — draw them from keypoints, do not keep decoded images); their pose-guider features
-//     are cached for the whole clip only when that fits SamplingSettings::pose_cache_bytes;
+//     order, from one thread at a time — draw them from keypoints, do not keep decoded images);
+//     their pose-guider features are cached for the whole clip only when that fits
+//     SamplingSettings::pose_cache_bytes;
 //   * decoded frames go to a FrameSink chunk by chunk and are not kept.
+// Several devices (Generator over replicas, docs/SAMPLING.md "Several devices"): the first
+// replica (the primary) holds all of the above; every other device holds its replica's modules,
+// a copy of the scene latents, of the cached pose / object features (each within
+// pose_cache_bytes, as on the primary) and of the reference features, made once per run, plus
+// one UNet call's activations. The clip's latents, the step's sum and the decode stay on the
+// primary, so a replica's device needs no more than the primary's.
 //
 // Typical use from the pipeline:
 //   STANDIN_ASSIGN_OR_RETURN(auto bundle, Bundle::load(dir, DeviceSpec{"cuda"}, DType::fp16));
@@ -23,6 +30,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -167,6 +175,7 @@ struct GenerationStats {
   int steps = 0;
   int64_t unet_calls = 0;  // window evaluations (a split CFG pair counts once)
   bool pose_cached = false;
+  int devices = 1;  // replicas that evaluated UNet calls (1 with chained windows)
 };
 
 struct GenerationOutput {
@@ -174,9 +183,17 @@ struct GenerationOutput {
   GenerationStats stats;
 };
 
+// Several devices: a Generator over replicas of one bundle (the same files and dtype, one
+// Bundle per device; the first is the primary) spreads the UNet calls of every denoising step
+// over them (averaged windows only; chained windows run on the primary) and returns the latents
+// a single device gives, bit for bit on identical devices: each call computes what the primary
+// would, its result is copied to the primary, and the primary combines and sums the results in
+// the single-device order. Reference encoding, conditions, the scheduler and decoding run on
+// the primary. The Bundles must outlive the Generator.
 class Generator {
  public:
-  explicit Generator(const Bundle& bundle) : bundle_(bundle) {}
+  explicit Generator(const Bundle& bundle) : replicas_{&bundle} {}
+  explicit Generator(std::vector<const Bundle*> replicas) : replicas_(std::move(replicas)) {}
 
   Result<ReferenceFeatures> encode_reference(const at::Tensor& reference, const at::Tensor& reference_clip) const;
 
@@ -196,8 +213,14 @@ class Generator {
   // seed gives the same noise on every device; move it afterwards).
   static at::Tensor make_noise(uint64_t seed, int64_t frames, int64_t h, int64_t w);
 
+  const std::vector<const Bundle*>& replicas() const { return replicas_; }
+
  private:
-  const Bundle& bundle_;
+  // An Error unless there is at least one replica and all are the same bundle in one dtype.
+  Status check_replicas() const;
+  const Bundle& primary() const { return *replicas_.front(); }
+
+  std::vector<const Bundle*> replicas_;
 };
 
 // Converts an exception thrown by LibTorch during `stage` into an actionable Error.

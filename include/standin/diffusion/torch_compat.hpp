@@ -15,6 +15,7 @@
 #include <torch/serialize.h>
 #include <torch/version.h>
 
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <c10/core/InferenceMode.h>
@@ -61,6 +62,37 @@ class InferenceGuard {
  private:
   c10::InferenceMode inference_;
   torch::NoGradGuard no_grad_;
+};
+
+// Makes `device` the calling thread's current CUDA device for the scope (the current device is
+// per thread); a no-op for the CPU and in CPU builds.
+class CurrentDeviceGuard {
+ public:
+  explicit CurrentDeviceGuard(const c10::Device& device) {
+#if STANDIN_TORCH_CUDA
+    if (device.is_cuda()) guard_.set_device(device);
+#else
+    (void)device;
+#endif
+  }
+
+ private:
+#if STANDIN_TORCH_CUDA
+  c10::cuda::OptionalCUDAGuard guard_;
+#endif
+};
+
+// What a thread of its own needs before it runs modules on `device` (generator replicas, one
+// thread per device): these settings are per thread in LibTorch. The intra-op thread count the
+// process uses (a new thread otherwise gets the OpenMP default, not at::set_num_threads'), the
+// current device (kernels, streams and library handles are that device's) and inference mode.
+class WorkerThreadScope {
+ public:
+  explicit WorkerThreadScope(const c10::Device& device) : device_(device) { at::init_num_threads(); }
+
+ private:
+  CurrentDeviceGuard device_;
+  InferenceGuard inference_;
 };
 
 // Scoped switch of TorchScript's graph optimisation (profiling executor, fusion). Off, a module
