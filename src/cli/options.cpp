@@ -10,6 +10,8 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include "standin/diffusion/bundle.hpp"
+
 namespace standin::cli {
 namespace {
 
@@ -55,7 +57,11 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
                  "Reference image of the new character (not with --person ID=IMAGE, which names one per person)");
   cmd.add_option("-o,--output", o.output, "Output video (.mp4)")->required();
   cmd.add_option("-b,--bundle", o.bundle, "Model bundle directory (default: $STANDIN_BUNDLE, then models/demo: the trained demo model)");
-  cmd.add_option("--device", o.device, "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N")->capture_default_str();
+  cmd.add_option("--device", o.device,
+                 "auto (every visible CUDA device when present, else the CPU) | cpu | cuda (every visible CUDA device; "
+                 "CUDA_VISIBLE_DEVICES narrows them) | cuda:N | a list cuda:0,cuda:1. With several devices each step's "
+                 "windows are spread over them (same result as one); --chain-frames runs on the first")
+      ->capture_default_str();
   cmd.add_option("--dtype", o.dtype, "fp32 | fp16 | bf16 (default: the bundle's)")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   cmd.add_option("--size", o.size, "Work resolution WxH (default: the bundle's)");
@@ -235,6 +241,10 @@ ParseOutcome parse_command_line(int argc, const char* const* argv) {
     return outcome;
   };
   if (line.command == Subcommand::replace || line.command == Subcommand::animate) {
+    if (line.generate.device != "auto") {  // the spelling now; whether the devices exist, when loading
+      auto devices = diffusion::parse_device_list(line.generate.device);
+      if (!devices.ok()) return usage_error(devices.error().message);
+    }
     if (!line.generate.size.empty()) {
       auto size = parse_size(line.generate.size);
       if (!size.ok()) return usage_error(size.error().message);

@@ -124,7 +124,9 @@ Result<std::pair<int, int>> parse_shard(const std::string& text);
 std::string version_string();
 
 // --device as the stages take it: "auto" becomes "cuda" where this build and machine have a
-// CUDA device, else "cpu"; any other name is passed on unchanged (the stages check it).
+// CUDA device, else "cpu"; any other name is passed on unchanged (the stages check it). For
+// replace/animate "cuda" is every visible CUDA device (diffusion::resolve_devices); extract and
+// models --verify use the first.
 std::string concrete_device(const std::string& name);
 
 // The long options of replace/animate (without "--"), with whether each takes a value: what

@@ -15,6 +15,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -558,7 +559,8 @@ Status check_generation_memory(const GenerateRequest& req, const media::VideoInf
   const double latent_px = static_cast<double>(work.width / config.vae_scale_factor) * (work.height / config.vae_scale_factor);
   const double dtype_bytes = static_cast<double>(c10::elementSize(dtype));
   // Host memory only: on a GPU the latents and the UNet's activations live in device memory,
-  // which LibTorch reports itself (exit 5, "out of memory") when it runs out.
+  // which LibTorch reports itself (exit 5, "out of memory") when it runs out. Several devices
+  // (one model replica each) add nothing here: each holds one replica's share on its own.
   // The whole clip's latents live at once: latents, noise, the window accumulator, the model
   // output and the next latents (float32), plus the scene latents and mask (bundle dtype).
   const double latent_bytes = on_cpu ? latent_px * (config.latent_channels * 4.0 * 5 + (config.latent_channels + 1) * dtype_bytes) : 0;
@@ -711,7 +713,20 @@ Status run_generate(const GenerateRequest& req) {
     dtype = d;
   }
   const std::string bundle_dir = req.bundle.empty() ? default_bundle_dir() : req.bundle;
-  STANDIN_ASSIGN_OR_RETURN(auto bundle, diffusion::Bundle::load(bundle_dir, diffusion::DeviceSpec{req.device}, dtype));
+  // One replica of the bundle per device ("cuda" = every visible one); the first is the primary,
+  // which also runs the reference encoding, conditions, decoding and the vision models.
+  STANDIN_ASSIGN_OR_RETURN(const auto devices, diffusion::resolve_devices(req.device));
+  STANDIN_ASSIGN_OR_RETURN(const auto replicas, diffusion::load_replicas(bundle_dir, devices, dtype));
+  const diffusion::Bundle& bundle = replicas.front();
+  std::vector<const diffusion::Bundle*> replica_list;
+  nlohmann::json device_names = nlohmann::json::array();
+  for (const auto& replica : replicas) {
+    replica_list.push_back(&replica);
+    device_names.push_back(replica.device().str());
+  }
+  if (replicas.size() > 1)
+    log::info("model on {} devices ({}): the windows of each step are spread over them", replicas.size(),
+              device_names.dump());
   const auto& config = bundle.config();
   const double load_s = seconds_since(load_start);
 
@@ -846,7 +861,7 @@ Status run_generate(const GenerateRequest& req) {
     options.max_people = req.max_people;
     vision::set_smoothing_strength(options, req.pose_smoothing);
     if (!req.input.empty() && timeline.fps.valid()) options.fps = timeline.fps.value();  // smoothing works in seconds
-    auto created = vision::PersonTracker::create(vision_dir, req.device, options);
+    auto created = vision::PersonTracker::create(vision_dir, bundle.device().str(), options);
     if (created.ok()) {
       tracker.emplace(std::move(created).value());
     } else if (need_tracker) {
@@ -1093,7 +1108,7 @@ Status run_generate(const GenerateRequest& req) {
       };
     }
 
-    diffusion::Generator generator(bundle);
+    diffusion::Generator generator(replica_list);
     diffusion::GenerationInputs gen_inputs{pass.reference->inputs.image, pass.reference->inputs.clip, &conditions, {}};
     const auto gen_start = Clock::now();
     STANDIN_ASSIGN_OR_RETURN(auto generated, generator.generate(gen_inputs, pass_settings, sink));
@@ -1127,16 +1142,19 @@ Status run_generate(const GenerateRequest& req) {
       const auto& s = pass.stats;
       stats.reference_s += s.reference_s, stats.conditions_s += s.conditions_s, stats.denoise_s += s.denoise_s;
       stats.decode_s += s.decode_s, stats.windows += s.windows, stats.unet_calls += s.unet_calls;
+      stats.devices = std::max(stats.devices, s.devices);
       people.push_back({{"track_id", analysis.people[pass.person].track_id}, {"reference", pass.reference->path},
                         {"frames", {pass.first, pass.first + pass.count}},
                         {"crop", {pass.geometry.crop.x, pass.geometry.crop.y, pass.geometry.crop.width, pass.geometry.crop.height}},
-                        {"retargeted_bones", pass.retargeted_bones}, {"windows", s.windows}, {"unet_calls", s.unet_calls}});
+                        {"retargeted_bones", pass.retargeted_bones}, {"windows", s.windows}, {"unet_calls", s.unet_calls},
+                        {"devices_used", s.devices}});
     }
     const auto& crop = passes.front().geometry.crop;
     nlohmann::json metrics = {
         {"input", req.input}, {"reference", several ? std::string() : req.reference}, {"output", req.output},
         {"mode", req.mode == Mode::replace ? "replace" : "animate"},
-        {"bundle", bundle_dir}, {"device", req.device}, {"dtype", std::string(c10::toString(bundle.dtype()))},
+        {"bundle", bundle_dir}, {"device", req.device}, {"devices", device_names},
+        {"dtype", std::string(c10::toString(bundle.dtype()))},
         {"frames", written}, {"source_size", {info.width, info.height}}, {"work_size", {work.width, work.height}},
         {"fps", {info.fps.num, info.fps.den}},
         {"settings", {{"steps", settings.steps}, {"cfg", settings.cfg}, {"window", settings.window},
@@ -1154,7 +1172,7 @@ Status run_generate(const GenerateRequest& req) {
                      {"reference_features", stats.reference_s}, {"conditions", stats.conditions_s},
                      {"denoise", stats.denoise_s}, {"decode_composite_encode", stats.decode_s},
                      {"generate_total", generate_s}, {"total", total_s}}},
-        {"windows", stats.windows}, {"unet_calls", stats.unet_calls},
+        {"windows", stats.windows}, {"unet_calls", stats.unet_calls}, {"devices_used", stats.devices},
         {"seconds_per_frame", total_s / std::max<int64_t>(1, written)},
     };
     STANDIN_TRY(write_file_atomically(req.metrics, metrics.dump(2) + "\n", req.overwrite, "metrics file"));

@@ -2,7 +2,9 @@
 // Up-front memory estimates: work that cannot fit is refused before anything is allocated,
 // with a message naming the value to change, instead of growing for minutes and dying as
 // "out of memory". The estimates are lower bounds (what the run allocates for certain), so a
-// refusal is never a guess; runs that pass may still need more.
+// refusal is never a guess; runs that pass may still need more. With several devices (one model
+// replica on each, diffusion::Generator) a device needs what a single-device run needs of it, no
+// more: the estimates hold per device unchanged.
 #include <cstdint>
 #include <string>
 #include <vector>

@@ -88,8 +88,17 @@ expect 4 "format_version" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bun
 mkdir -p "$work/b_json" && printf '{"format": "standin-bundle", ' >"$work/b_json/model.json"
 expect 4 "model.json" "$out" -- replace -i "$clip" -r "$ref" -o "$out" --bundle "$work/b_json" --mask "$work/mask.mp4"
 
+# Devices (issue 11): a misspelt list is a usage error; CUDA asked for where there is none too.
+expect 2 "cuda:1 is named twice" "$out" -- replace -i "$clip" "${common[@]}" --device cuda:1,cuda:1
+if [[ ! -e /dev/nvidiactl ]]; then
+  expect 2 "no CUDA device; use --device cpu" "$out" -- replace -i "$clip" "${common[@]}" --device cuda
+  expect 2 "no CUDA device; use --device cpu" "$out" -- replace -i "$clip" "${common[@]}" --device cuda:0,cuda:1
+fi
+
 # The real job.
 "$standin" replace -i "$clip" "${common[@]}" --metrics "$work/metrics.json" 2>"$work/log" || { fail "replace failed: $(cat "$work/log")"; }
+/usr/bin/python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); sys.exit(0 if m["devices"] == [m["device"]] and m["devices_used"] == 1 else 1)' \
+  "$work/metrics.json" || fail "metrics.json does not list the one device used: $(head -c 600 "$work/metrics.json")"
 if [[ -f $out ]]; then
   probe() { ffprobe -v error -select_streams "$2" -show_entries stream=nb_frames,r_frame_rate -of csv=p=0 "$1"; }
   [[ $(probe "$clip" v:0) == "$(probe "$out" v:0)" ]] || fail "video stream differs: $(probe "$clip" v:0) vs $(probe "$out" v:0)"

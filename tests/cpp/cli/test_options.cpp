@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "options.hpp"
+#include "standin/diffusion/bundle.hpp"
 
 namespace standin::cli {
 namespace {
@@ -100,6 +101,36 @@ TEST(ParseShard, AcceptsAndRejects) {
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok.value(), std::make_pair(2, 8));
   for (const char* bad : {"", "1", "1/0", "8/8", "-1/4", "a/b", "1/4/2"}) EXPECT_FALSE(parse_shard(bad).ok()) << bad;
+}
+
+TEST(CommandLine, DeviceListForSeveralGpus) {
+  auto out = parse({"replace", "-i", "in.mp4", "-r", "ref.png", "-o", "out.mp4", "--device", "cuda:0,cuda:1"});
+  ASSERT_TRUE(out.command) << out.text;
+  EXPECT_EQ(out.command->generate.device, "cuda:0,cuda:1");
+  auto list = diffusion::parse_device_list(out.command->generate.device);
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  EXPECT_EQ(list.value(), (std::vector<std::string>{"cuda:0", "cuda:1"}));
+  for (const char* single : {"cpu", "cuda", "cuda:3"}) {
+    auto one = parse({"animate", "--poses", "p.json", "-r", "ref.png", "-o", "out.mp4", "--device", single});
+    ASSERT_TRUE(one.command) << single << ": " << one.text;
+    EXPECT_EQ(one.command->generate.device, single);
+  }
+  // Misspelt lists are usage errors at parse time (exit 2), before anything is loaded.
+  for (const char* bad : {"cuda:0,cuda:0", "cpu,cuda:0", "cuda:0,,cuda:1", "gpu:1"}) {
+    auto r = parse({"replace", "-i", "in.mp4", "-r", "ref.png", "-o", "out.mp4", "--device", bad});
+    EXPECT_FALSE(r.command) << bad;
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_NE(r.text.find("--device"), std::string::npos) << r.text;
+  }
+  // Without CUDA, asking for it stays the actionable usage error of loading (exit 2).
+  if (!torch::cuda::is_available()) {
+    for (const char* cuda : {"cuda", "cuda:0,cuda:1"}) {
+      auto r = diffusion::resolve_devices(concrete_device(cuda));
+      ASSERT_FALSE(r.ok()) << cuda;
+      EXPECT_EQ(r.error().code, ExitCode::usage);
+      EXPECT_NE(r.error().message.find("has no CUDA device; use --device cpu"), std::string::npos) << r.error().message;
+    }
+  }
 }
 
 TEST(CommandLine, DeviceAutoPicksCudaOnlyWhereThereIsOne) {
