@@ -338,6 +338,10 @@ class UNetModel(nn.Module):
         self.pose_temporal = (zero_module(nn.Conv3d(ch[0], ch[0], (3, 1, 1), padding=(1, 0, 0)))
                               if pose_modulation else None)
         self.num_reference = self._assign_reference_roles(role, reference_blocks)
+        # True in compiled exports of the split CFG mode (scripts/gpu/bench_compiled.py): there the
+        # conditional call always keeps its reference, and the data-dependent test on
+        # reference_keep below is what stops torch.export (and breaks torch.compile's graph).
+        self.reference_always_kept: bool = False
         if in_channels > cfg.in_channels:
             zero_extra_input_channels(self, cfg.in_channels)
 
@@ -432,7 +436,7 @@ class UNetModel(nn.Module):
         x = x + p.permute(0, 2, 1, 3, 4).reshape(b * f, p.shape[1], h, w)
         refs = [r.to(dtype) for r in reference]
         ref_bias: Optional[Tensor] = None
-        if len(refs) > 0:
+        if len(refs) > 0 and not self.reference_always_kept:
             drop = reference_keep < 0.5
             if bool(drop.any()):
                 zero = torch.zeros(b, dtype=torch.float32, device=x.device)

@@ -130,3 +130,29 @@ def test_reference_net_bank_is_norm1_output():
     assert len(bank) == len(captured) == 4
     for a, b in zip(bank, captured):
         torch.testing.assert_close(a, b)
+
+
+def test_reference_always_kept_skips_only_the_keep_test():
+    """The compiled exports' switch: with the reference kept the output is unchanged, and it is
+    plain data that TorchScript keeps (the bundle path scripts the same module)."""
+    cfg, unet9, _, g = _setup(seed=6)
+    B, F, h, w = 1, 2, 8, 6
+    sample = torch.randn(B, cfg.unet_in_channels, F, h, w, generator=g)
+    ctx = torch.randn(B, 1, cfg.unet.cross_attention_dim, generator=g)
+    pose = torch.randn(B, cfg.unet.block_out_channels[0], F, h, w, generator=g)
+    t = torch.tensor([300])
+    refs = _refs(cfg, unet9, g, h, w)
+    keep = torch.ones(1)
+    default = unet9(sample, t, ctx, pose, refs, keep, [])
+    dropped = unet9(sample, t, ctx, pose, refs, torch.zeros(1), [])
+    unet9.reference_always_kept = True
+    try:
+        switched = unet9(sample, t, ctx, pose, refs, keep, [])
+        ignores_keep = unet9(sample, t, ctx, pose, refs, torch.zeros(1), [])
+        scripted = torch.jit.script(unet9)
+        assert scripted.reference_always_kept
+    finally:
+        unet9.reference_always_kept = False
+    torch.testing.assert_close(switched, default, atol=0, rtol=0)
+    torch.testing.assert_close(ignores_keep, default, atol=0, rtol=0)  # keep is not read any more
+    assert (dropped - default).abs().max() > 1e-3  # ...where by default it matters
