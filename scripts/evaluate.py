@@ -15,6 +15,9 @@ markdown table (eval/table.md), the numbers (eval/results.json) and a contact sh
   random weights      the same architecture with random weights (scripts/export_bundle.py)
   tiny (random)       the tiny random bundle at its own 64x96 size, scaled back up
   background only     the redraw region filled with the true background plate
+and two diagnostic mixes of the trained row's frames with the truth (--rows ...,trained_character,
+trained_fill; after "trained"): its pixels only on the true character (true background around it),
+and the true character with its pixels around it (standin_train.evaluate.oracle_mixes).
 The real-footage protocol (a vtest pedestrian) is scripts/evaluate_real.sh.
 """
 from __future__ import annotations
@@ -189,14 +192,20 @@ def main(argv=None) -> int:
     cfg = args.cfg if args.cfg is not None else trained.manifest["defaults"]["cfg"]
     rows = {}
     wanted = args.rows.split(",")
-    trained_outputs = []
+    trained_outputs, trained_generated = [], []
 
     def keep(fn):
         def inner(s, i):
             o = fn(s, i)
+            trained_generated.append(o)
             trained_outputs.append(E.paste(o, s["frames"], s["mask"]))
             return o
         return inner
+
+    def mixed(part):
+        if len(trained_generated) != len(clips):
+            raise SystemExit(f"--rows trained_{part} needs the trained row before it")
+        return lambda s, i: E.oracle_mixes(trained_generated[i], s)[part]
 
     sampler = args.sampler or trained.manifest["defaults"].get("sampler", "ddim")
     plan = [("trained", lambda: keep(bundle_row(trained, steps, cfg, sampler=sampler))),
@@ -206,7 +215,9 @@ def main(argv=None) -> int:
             ("tiny", lambda: bundle_row(Bundle(args.tiny_bundle, device=args.device),
                                         Bundle(args.tiny_bundle).manifest["defaults"]["steps"], cfg)
              if os.path.exists(args.tiny_bundle) else None),
-            ("background", lambda: background_row)]
+            ("background", lambda: background_row),
+            ("trained_character", lambda: mixed("character")),
+            ("trained_fill", lambda: mixed("fill"))]
     for name, make in plan:
         if name not in wanted:
             continue

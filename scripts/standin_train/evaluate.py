@@ -109,6 +109,19 @@ def paste(generated: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndar
     return np.where(m, generated, truth)
 
 
+def oracle_mixes(generated: np.ndarray, sample: Dict) -> Dict[str, np.ndarray]:
+    """Two mixes of a row's generated frames with the truth, to show which part of the redraw
+    region costs the most (diagnostic rows, not methods): "character" keeps the generated pixels
+    only where the true character is (true background around it), "fill" keeps the true character
+    and the generated pixels around it (the invented background)."""
+    a = sample["character"].astype(np.float32)[..., None] / 255.0
+    g = generated.astype(np.float32)
+    background = sample["background"].astype(np.float32)[None]
+    truth = sample["frames"].astype(np.float32)
+    mix = lambda x, y: np.clip(np.rint(a * x + (1 - a) * y), 0, 255).astype(np.uint8)  # noqa: E731
+    return {"character": mix(g, background), "fill": mix(truth, g)}
+
+
 def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
     """[F,3,H,W] in [-1,1] -> [F,H,W,3] uint8 (rounded like the C++ tensor_to_rgb)."""
     x = ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
