@@ -1,0 +1,30 @@
+"""The self-reconstruction metrics' diagnostic mixes (standin_train.evaluate.oracle_mixes)."""
+import numpy as np
+
+from standin_train import evaluate as E
+
+
+def _sample(rng, frames=3, h=12, w=8):
+    background = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    character = np.zeros((frames, h, w), np.uint8)
+    character[:, 3:9, 2:6] = 255
+    colour = rng.integers(0, 256, (frames, h, w, 3), dtype=np.uint8)
+    frames_ = np.where(character[..., None] > 0, colour, background[None])
+    return {"frames": frames_, "character": character, "background": background}
+
+
+def test_truth_through_both_mixes_is_the_truth():
+    s = _sample(np.random.default_rng(0))
+    mixes = E.oracle_mixes(s["frames"], s)
+    np.testing.assert_array_equal(mixes["character"], s["frames"])
+    np.testing.assert_array_equal(mixes["fill"], s["frames"])
+
+
+def test_each_mix_keeps_its_part_of_the_generated_frames():
+    rng = np.random.default_rng(1)
+    s = _sample(rng)
+    generated = rng.integers(0, 256, s["frames"].shape, dtype=np.uint8)
+    on = s["character"][..., None] > 0
+    mixes = E.oracle_mixes(generated, s)
+    np.testing.assert_array_equal(mixes["character"], np.where(on, generated, s["background"][None]))
+    np.testing.assert_array_equal(mixes["fill"], np.where(on, s["frames"], generated))
