@@ -4,13 +4,19 @@
 //       --modes split,batched --out-prefix /tmp/cpp_ --metrics cpp.json
 //       --unet-bench 3 --variants batched,split,split+cudnn_benchmark,split+sdpa_cudnn,split+channels_last
 //   (one command line; scripts/gpu/bench.sh runs it)
+//   build/bench_generate ... --devices cuda:0,cuda:1     (several GPUs: 1 vs 2 devices, below)
 //
 // Reads the same conds.pt as scripts/reference_pipeline.py (docs/SAMPLING.md), and for each CFG
 // mode in --modes: a warm-up generation of --warmup-steps steps (TorchScript's profiling runs,
 // cuDNN/cuBLAS handles, allocator), then one timed generation (reference features, conditions,
 // denoising, decode) whose latents/frames go to <out-prefix><mode>.pt as {latents, frames}
 // (float32, the reference pipeline's result.pt layout) and whose times and peak device memory go to
-// --metrics. --unet-bench N then times N evaluations of one window (the CFG pair) per variant:
+// --metrics. With --devices (a list, or cuda = every visible GPU) one bundle replica is loaded per
+// device and each mode is timed twice: on the first device alone (runs.<mode>, as without
+// --devices) and over all of them (runs.<mode>@<N>dev: the windows of each step spread,
+// docs/SAMPLING.md "Several devices"), with the speed-up and whether the latents are bit-identical.
+// (A list of CPUs, cpu,cpu, is accepted here for a smoke test of that path; standin refuses it.)
+// --unet-bench N then times N evaluations of one window (the CFG pair) per variant:
 //   batched | split            the CFG mode (SamplingSettings::cfg_mode)
 //   +cudnn_benchmark           cuDNN autotuning of convolution algorithms
 //   +sdpa_cudnn|_efficient|_flash  that SDPA backend first in the dispatch order (LibTorch >= 2.8)
@@ -96,11 +102,15 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
 void sync(const at::Device& d) {
 #if STANDIN_TORCH_CUDA
-  if (d.is_cuda()) torch::cuda::synchronize();
+  if (d.is_cuda()) torch::cuda::synchronize(d.has_index() ? d.index() : -1);
 #else
   (void)d;
 #endif
 }
+
+#if STANDIN_TORCH_CUDA
+c10::DeviceIndex index_of(const at::Device& d) { return d.has_index() ? d.index() : c10::cuda::current_device(); }
+#endif
 
 struct Mem {
   int64_t peak_allocated = 0, peak_reserved = 0;
@@ -108,7 +118,7 @@ struct Mem {
 
 void reset_peak(const at::Device& d) {
 #if STANDIN_TORCH_CUDA
-  if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(c10::cuda::current_device());
+  if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(index_of(d));
 #else
   (void)d;
 #endif
@@ -118,7 +128,7 @@ Mem peak(const at::Device& d) {
   Mem m;
 #if STANDIN_TORCH_CUDA
   if (d.is_cuda()) {
-    const auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
+    const auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(index_of(d));
     m.peak_allocated = s.allocated_bytes[0].peak;
     m.peak_reserved = s.reserved_bytes[0].peak;
   }
@@ -136,7 +146,7 @@ json device_json(const at::Device& d) {
   json j = {{"device", d.str()}, {"libtorch", TORCH_VERSION}};
 #if STANDIN_TORCH_CUDA
   if (d.is_cuda()) {
-    const auto* p = at::cuda::getCurrentDeviceProperties();
+    const auto* p = at::cuda::getDeviceProperties(index_of(d));
     j["name"] = p->name;
     j["sm_count"] = p->multiProcessorCount;
     j["memory_gib"] = p->totalGlobalMem / double(1 << 30);
@@ -202,33 +212,51 @@ Conds load_conds(const std::string& path) {
 
 // ---------------------------------------------------------------- full generation
 
+// --devices: "cuda" (every visible GPU) or a list; unlike standin's --device, each item is
+// resolved on its own, so cpu,cpu (two CPU replicas) smoke-tests the multi-device path here.
+Result<std::vector<at::Device>> bench_devices(const std::string& text) {
+  if (text == "cuda") return resolve_devices(text);
+  std::vector<at::Device> out;
+  for (const auto& name : split(text, ',')) {
+    auto d = DeviceSpec{name}.resolve();
+    if (!d.ok()) return d.error();
+    out.push_back(d.value());
+  }
+  if (out.empty()) return Error::usage("--devices: no device named");
+  return out;
+}
+
 struct RunOut {
   GenerationStats stats;
   double total_s = 0;
-  Mem mem;
+  Mem mem;                       // the first device's
+  std::vector<Mem> per_device;   // every replica's device, when there are several
   at::Tensor latents, frames;
 };
 
-Result<RunOut> run_generation(const Generator& gen, const Conds& c, const SamplingSettings& s, at::Device dev,
-                              bool keep_frames) {
+Result<RunOut> run_generation(const Generator& gen, const Conds& c, const SamplingSettings& s, bool keep_frames) {
+  std::vector<at::Device> devices;
+  for (const Bundle* b : gen.replicas()) devices.push_back(b->device());
+  const at::Device dev = devices.front();
   TensorConditionSource src(c.has("environment") ? c.get("environment") : at::Tensor(), c.has("mask") ? c.get("mask") : at::Tensor(),
                             c.get("pose"), c.has("object") ? c.get("object") : at::Tensor(),
                             c.has("depth") ? c.get("depth") : at::Tensor());
   RunOut r;
   const at::Tensor pose = c.get("pose");
   if (keep_frames) r.frames = at::empty({pose.size(0), 3, pose.size(2), pose.size(3)}, at::kFloat);
-  sync(dev);
-  reset_peak(dev);
+  for (const auto& d : devices) sync(d), reset_peak(d);
   const auto t0 = Clock::now();
   auto out = gen.generate({c.get("reference"), c.get("reference_clip"), &src, c.get("noise")}, s,
                           [&](int64_t first, const at::Tensor& f) {
                             if (keep_frames) r.frames.slice(0, first, first + f.size(0)).copy_(f);
                             return Status::success();
                           });
-  sync(dev);
+  for (const auto& d : devices) sync(d);
   r.total_s = since(t0);
   if (!out.ok()) return out.error();
   r.mem = peak(dev);
+  if (devices.size() > 1)
+    for (const auto& d : devices) r.per_device.push_back(peak(d));
   r.stats = out->stats;
   r.latents = out->latents.to(at::kCPU).to(at::kFloat);
   return r;
@@ -245,6 +273,7 @@ json stats_json(const RunOut& r) {
                        {"decode", s.decode_s}, {"total", r.total_s}}},
           {"seconds_per_frame", r.total_s / frames},
           {"denoise_seconds_per_frame", s.denoise_s / frames},
+          {"devices_used", s.devices},
           {"memory", mem_json(r.mem)}};
 }
 
@@ -373,12 +402,15 @@ json unet_bench(const Bundle& bundle, const Generator& gen, const Conds& c, cons
 
 int main(int argc, char** argv) {
   CLI::App app{"standin generator benchmark (docs/BENCHMARKS.md)"};
-  std::string bundle_dir, conds_path, device = "cpu", dtype, metrics_path, out_prefix, modes = "split", variants_arg;
+  std::string bundle_dir, conds_path, device = "cpu", devices_arg, dtype, metrics_path, out_prefix, modes = "split", variants_arg;
   int warmup_steps = 1, unet_iters = 0, steps = 0;
   bool no_verify = false, jit_optimize = false, cudnn_benchmark = false;
   app.add_option("--bundle", bundle_dir, "Bundle directory")->required();
   app.add_option("--conds", conds_path, "conds.pt (scripts/reference_pipeline.py input format)")->required();
   app.add_option("--device", device, "cpu | cuda | cuda:N")->capture_default_str();
+  app.add_option("--devices", devices_arg,
+                 "Several devices (replaces --device): cuda (every visible GPU) or a list cuda:0,cuda:1; each mode is "
+                 "timed on the first alone, then on all");
   app.add_option("--dtype", dtype, "fp32 | fp16 | bf16 (default: the bundle's)");
   app.add_option("--modes", modes, "Comma-separated CFG modes for full timed runs: split, batched (empty: none)")
       ->capture_default_str();
@@ -408,16 +440,31 @@ int main(int argc, char** argv) {
     lo.verify_checksums = !no_verify;
     lo.jit_optimize = jit_optimize;
     const auto tl = Clock::now();
-    auto loaded = Bundle::load(bundle_dir, DeviceSpec{device}, dt, lo);
-    if (!loaded.ok()) throw std::runtime_error(loaded.error().message);
-    const Bundle& bundle = loaded.value();
+    std::vector<Bundle> bundles;
+    if (devices_arg.empty()) {
+      auto loaded = Bundle::load(bundle_dir, DeviceSpec{device}, dt, lo);
+      if (!loaded.ok()) throw std::runtime_error(loaded.error().message);
+      bundles.push_back(std::move(loaded).value());
+    } else {
+      auto listed = bench_devices(devices_arg);
+      if (!listed.ok()) throw std::runtime_error(listed.error().message);
+      auto loaded = load_replicas(bundle_dir, listed.value(), dt, lo);
+      if (!loaded.ok()) throw std::runtime_error(loaded.error().message);
+      bundles = std::move(loaded).value();
+    }
+    const Bundle& bundle = bundles.front();
     const at::Device dev = bundle.device();
     metrics["load_s"] = since(tl);
     metrics["device"] = device_json(dev);
+    if (bundles.size() > 1) {
+      metrics["devices"] = json::array();
+      for (const auto& b : bundles) metrics["devices"].push_back(device_json(b.device()));
+    }
     metrics["dtype"] = std::string(c10::toString(bundle.dtype()));
     metrics["jit_optimize"] = jit_optimize;
     metrics["cudnn_benchmark"] = cudnn_benchmark;
-    say("loaded %s on %s as %s in %.1f s", bundle_dir.c_str(), dev.str().c_str(), c10::toString(bundle.dtype()), since(tl));
+    say("loaded %s on %s as %s in %.1f s (%zu device(s))", bundle_dir.c_str(), dev.str().c_str(), c10::toString(bundle.dtype()),
+        since(tl), bundles.size());
 
     const Conds c = load_conds(conds_path);
     SamplingSettings s = SamplingSettings::from_bundle(bundle.config());
@@ -431,6 +478,10 @@ int main(int argc, char** argv) {
                            {"sampler", to_string(s.sampler)}, {"frames", c.get("pose").size(0)},
                            {"height", c.get("pose").size(2)}, {"width", c.get("pose").size(3)}};
     const Generator gen(bundle);
+    std::vector<const Bundle*> all;
+    for (const auto& b : bundles) all.push_back(&b);
+    const Generator gen_all(all);
+    const std::string all_key = "@" + std::to_string(all.size()) + "dev";
     set_cudnn_benchmark(cudnn_benchmark);
 
     json runs = json::object();
@@ -439,30 +490,54 @@ int main(int argc, char** argv) {
       if (mode_name == "split") sm.cfg_mode = CfgMode::split;
       else if (mode_name == "batched") sm.cfg_mode = CfgMode::batched;
       else throw std::runtime_error("--modes: unknown mode '" + mode_name + "'");
-      json run;
-      if (warmup_steps > 0) {
+      const auto warm_up = [&](const Generator& g, json& run) {
+        if (warmup_steps <= 0) return;
         SamplingSettings w = sm;
         w.steps = warmup_steps;
         const auto tw = Clock::now();
-        auto r = run_generation(gen, c, w, dev, false);
+        auto r = run_generation(g, c, w, false);
         if (!r.ok()) throw std::runtime_error("warm-up: " + r.error().message);
         run["warmup_s"] = since(tw);
         run["warmup_steps"] = warmup_steps;
-      }
-      auto r = run_generation(gen, c, sm, dev, !out_prefix.empty());
-      if (!r.ok()) throw std::runtime_error(mode_name + ": " + r.error().message);
-      run.update(stats_json(r.value()));
-      say("%s: %lld frames in %.2f s = %.4f s/frame (denoise %.2f s, %lld window evaluations), peak %.2f GiB",
-          mode_name.c_str(), static_cast<long long>(r->stats.frames), r->total_s,
-          r->total_s / double(std::max<int64_t>(1, r->stats.frames)), r->stats.denoise_s,
-          static_cast<long long>(r->stats.unet_calls), r->mem.peak_allocated / double(1 << 30));
-      if (!out_prefix.empty()) {
-        c10::Dict<std::string, at::Tensor> d;
-        d.insert("latents", r->latents.contiguous());
-        d.insert("frames", r->frames);
-        const std::string path = out_prefix + mode_name + ".pt";
-        write_bytes(path, compat::pickle_save(d));
-        run["result"] = path;
+      };
+      const auto timed = [&](const Generator& g, const std::string& key, json& run) -> RunOut {
+        auto r = run_generation(g, c, sm, !out_prefix.empty());
+        if (!r.ok()) throw std::runtime_error(key + ": " + r.error().message);
+        run.update(stats_json(r.value()));
+        say("%s: %lld frames in %.2f s = %.4f s/frame (denoise %.2f s, %lld window evaluations on %d device(s)), peak %.2f GiB",
+            key.c_str(), static_cast<long long>(r->stats.frames), r->total_s,
+            r->total_s / double(std::max<int64_t>(1, r->stats.frames)), r->stats.denoise_s,
+            static_cast<long long>(r->stats.unet_calls), r->stats.devices, r->mem.peak_allocated / double(1 << 30));
+        if (!r->per_device.empty()) {
+          run["memory_per_device"] = json::array();
+          for (const auto& m : r->per_device) run["memory_per_device"].push_back(mem_json(m));
+        }
+        if (!out_prefix.empty()) {
+          c10::Dict<std::string, at::Tensor> d;
+          d.insert("latents", r->latents.contiguous());
+          d.insert("frames", r->frames);
+          const std::string path = out_prefix + key + ".pt";
+          write_bytes(path, compat::pickle_save(d));
+          run["result"] = path;
+        }
+        return std::move(r).value();
+      };
+      json run;
+      warm_up(gen, run);
+      const RunOut one = timed(gen, mode_name, run);
+      if (all.size() > 1) {  // the same run over every device, after its own warm-up
+        json spread;
+        warm_up(gen_all, spread);
+        const RunOut many = timed(gen_all, mode_name + all_key, spread);
+        const bool identical = at::equal(one.latents, many.latents);
+        spread["speedup_vs_1_device"] = one.total_s / many.total_s;
+        spread["denoise_speedup_vs_1_device"] = one.stats.denoise_s / many.stats.denoise_s;
+        spread["latents_identical_to_1_device"] = identical;
+        spread["latents_max_abs_diff_to_1_device"] = (one.latents - many.latents).abs().max().item<double>();
+        say("%s on %zu devices: %.2fx the one-device speed (denoise %.2fx), latents %s", mode_name.c_str(), all.size(),
+            one.total_s / many.total_s, one.stats.denoise_s / many.stats.denoise_s,
+            identical ? "bit-identical" : "DIFFERENT");
+        runs[mode_name + all_key] = spread;
       }
       runs[mode_name] = run;
       if (!metrics_path.empty()) {  // write as we go: a later failure keeps what was measured

@@ -19,6 +19,7 @@
 # Knobs (environment): BENCH_CONFIG sd15|tiny, BENCH_DEVICE, BENCH_DTYPE (float16), BENCH_FRAMES (48),
 # BENCH_STEPS (25), BENCH_WINDOW (24), BENCH_OVERLAP (4), BENCH_SIZE (512x768; empty = bundle's),
 # BENCH_MODES (split; also batched), BENCH_UNET_ITERS (3), BENCH_VARIANTS (see tools/bench_generate.cpp), BENCH_REPLACE (1), BENCH_JIT (0|1),
+# BENCH_DEVICES (empty; cuda or cuda:0,cuda:1: each mode also timed over those devices against the first alone),
 # BENCH_WORK (/tmp/standin-bench), BENCH_BUILD (build dir), BENCH_SKIP_BUILD, BENCH_JOBS.
 set -uo pipefail
 
@@ -42,6 +43,7 @@ UNET_ITERS="${BENCH_UNET_ITERS:-3}"
 VARIANTS="${BENCH_VARIANTS:-batched,split,split+sdpa_cudnn,split+sdpa_efficient,split+jit}"
 REPLACE="${BENCH_REPLACE:-1}"
 JIT="${BENCH_JIT:-0}"
+DEVICES="${BENCH_DEVICES:-}"
 WORK="${BENCH_WORK:-/tmp/standin-bench}"
 BUILD="${BENCH_BUILD:-$WORK/build}"
 JOBS="${BENCH_JOBS:-$(nproc)}"
@@ -59,7 +61,7 @@ date -u +"%Y-%m-%dT%H:%M:%SZ"
 git log -1 --format='commit %H %s' 2>/dev/null || true
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv 2>/dev/null || true
 "$PY" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
-echo "config=$CONFIG device=$DEVICE dtype=$DTYPE frames=$FRAMES steps=$STEPS window=$WINDOW overlap=$OVERLAP size=$SIZE"
+echo "config=$CONFIG device=$DEVICE devices=${DEVICES:-} dtype=$DTYPE frames=$FRAMES steps=$STEPS window=$WINDOW overlap=$OVERLAP size=$SIZE"
 
 # ---------------------------------------------------------------- export (background) + build
 EXPORT_PID=""
@@ -130,7 +132,8 @@ if [[ -n "$SIZE" ]]; then SIZE_ARGS=(--width "${SIZE%x*}" --height "${SIZE#*x}")
 # ---------------------------------------------------------------- C++
 if [[ "$BUILD_OK" != 0 ]]; then
   stamp "C++ bench_generate (modes $MODES; micro-benchmark: $VARIANTS)"
-  timeout 420 "$BUILD/bench_generate" --bundle "$BUNDLE" --conds "$WORK/conds.pt" --device "$DEVICE" --dtype "$CDT" \
+  DEVICE_ARGS=(--device "$DEVICE"); [[ -n "$DEVICES" ]] && DEVICE_ARGS=(--devices "$DEVICES")
+  timeout 420 "$BUILD/bench_generate" --bundle "$BUNDLE" --conds "$WORK/conds.pt" "${DEVICE_ARGS[@]}" --dtype "$CDT" \
     --no-verify --modes "$MODES" --out-prefix "$WORK/cpp_" --metrics "$OUT/cpp.json" --jit-optimize "$JIT" \
     --unet-bench "$UNET_ITERS" --variants "$VARIANTS" || echo "bench_generate exit $?"
 fi

@@ -423,6 +423,18 @@ def cmd_compare(a) -> int:
     for mode, r in cpp.get("runs", {}).items():
         row(f"C++ standin ({cpp.get('dtype')}, CFG {mode})", r, mode)
     summary["rows"] = rows
+    # bench_generate --devices: runs "<mode>@<N>dev" over N devices, against "<mode>" on the first alone
+    spread = {mode: r for mode, r in cpp.get("runs", {}).items() if "speedup_vs_1_device" in r}
+    if spread:
+        summary["several_devices"] = {}
+        lines.append("")
+        for mode, r in spread.items():
+            same = bool(r.get("latents_identical_to_1_device"))
+            summary["several_devices"][mode] = {k: r.get(k) for k in ("speedup_vs_1_device", "denoise_speedup_vs_1_device",
+                                                                      "latents_identical_to_1_device", "frames")}
+            lines.append(f"CFG {mode}: {r['speedup_vs_1_device']:.2f}x one device's speed end to end (denoise "
+                         f"{r['denoise_speedup_vs_1_device']:.2f}x) on {r['frames']} frames; latents bit-identical to "
+                         f"one device: {'yes' if same else 'NO'}")
 
     ok = True
     if a.python_result and os.path.exists(a.python_result):
@@ -503,7 +515,8 @@ def cmd_compare(a) -> int:
         lines.append(f"| seconds per frame (total) | {rep.get('seconds_per_frame', 0):.3f} |")
 
     # 300 frames (10 s at 30 fps) projected from the measured per-window-step time and per-frame costs
-    best = min((v for k, v in rows.items() if k.startswith("C++")), key=lambda v: v["s_per_frame"], default=None)
+    best = min((v for k, v in rows.items() if k.startswith("C++") and "@" not in k), key=lambda v: v["s_per_frame"],
+               default=None)  # one device
     cr = None
     if best:
         for mode, r in cpp.get("runs", {}).items():
