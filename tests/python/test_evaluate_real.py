@@ -25,3 +25,26 @@ def test_no_target_in_the_first_frame_gives_no_track(tmp_path):
                                            {"frame": 1, "target": 0, "people": [{"track_id": 2, "box": [0, 0, 1, 1]}]}]}))
     boxes, track = evaluate_real.target_boxes(str(path), 2)
     assert track is None and boxes == [None, None]
+
+
+def _encode(tmp_path, colour, matrix):
+    """A 64x48 (SD) clip of one colour, encoded with `matrix` and tagged so."""
+    import subprocess
+    path = str(tmp_path / f"{matrix}.mp4")
+    r, g, b = colour
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c=0x{r:02x}{g:02x}{b:02x}:s=64x48:d=0.2",
+                    "-vf", f"scale=out_color_matrix={matrix}:out_range=tv", "-colorspace", matrix,
+                    "-color_primaries", matrix, "-color_trc", matrix, "-c:v", "libx264", "-qp", "0",
+                    "-pix_fmt", "yuv444p", path], check=True)
+    return path
+
+
+def test_read_video_converts_with_the_tagged_matrix(tmp_path):
+    """standin tags its output BT.709 also for SD; a tag-blind reader (OpenCV) takes SD for
+    BT.601 and shifts the colours. Both files below must read back as the colour written."""
+    colour = (40, 160, 90)
+    for matrix in ("bt709", "smpte170m"):
+        frames = evaluate_real.read_video(_encode(tmp_path, colour, matrix))
+        assert frames.shape[1:] == (48, 64, 3) and len(frames) >= 1
+        err = abs(frames[0, 24, 32].astype(int) - colour).max()
+        assert err <= 2, (matrix, frames[0, 24, 32], colour)
