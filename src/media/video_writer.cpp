@@ -139,10 +139,13 @@ Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int he
   enc->time_base = d.time_base;
   enc->framerate = fps;
   enc->sample_aspect_ratio = AVRational{1, 1};
-  // Tag what we actually produce (see frame conversion below) so players decode it right.
-  enc->colorspace = ffv1 ? (options.gray ? AVCOL_SPC_UNSPECIFIED : AVCOL_SPC_RGB) : AVCOL_SPC_BT709;
-  enc->color_primaries = AVCOL_PRI_BT709;
-  enc->color_trc = AVCOL_TRC_BT709;
+  // Tag what we actually produce (see frame conversion below) so players decode it right, and
+  // produce what readers that ignore the tags assume: BT.601 below 720 lines, BT.709 from there.
+  const bool sd = height < 720;  // the height players see (odd heights are cropped from the padded one)
+  enc->colorspace = ffv1 ? (options.gray ? AVCOL_SPC_UNSPECIFIED : AVCOL_SPC_RGB)
+                         : (sd ? AVCOL_SPC_SMPTE170M : AVCOL_SPC_BT709);
+  enc->color_primaries = sd ? AVCOL_PRI_SMPTE170M : AVCOL_PRI_BT709;
+  enc->color_trc = sd ? AVCOL_TRC_SMPTE170M : AVCOL_TRC_BT709;
   enc->color_range = ffv1 ? AVCOL_RANGE_JPEG : AVCOL_RANGE_MPEG;
   enc->thread_count = options.threads;
   if (d.output->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
@@ -220,9 +223,9 @@ Result<VideoWriter> VideoWriter::open(const std::string& path, int width, int he
                                    SWS_BICUBIC | SWS_ACCURATE_RND, nullptr, nullptr, nullptr);
   if (!sws) return Error::runtime(name + ": cannot set up RGB to YUV conversion");
   d.sws.reset(sws);
-  // RGB in (full range), BT.709 limited-range YUV out, matching the stream tags above.
-  sws_setColorspaceDetails(sws, sws_getCoefficients(SWS_CS_ITU709), 1,
-                           sws_getCoefficients(SWS_CS_ITU709), 0, 0, 1 << 16, 1 << 16);
+  // RGB in (full range), limited-range YUV out in the matrix the stream is tagged with above.
+  const int* matrix = sws_getCoefficients(enc->colorspace == AVCOL_SPC_SMPTE170M ? SWS_CS_ITU601 : SWS_CS_ITU709);
+  sws_setColorspaceDetails(sws, matrix, 1, matrix, 0, 0, 1 << 16, 1 << 16);
   return VideoWriter(std::move(impl));
 }
 

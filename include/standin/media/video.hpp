@@ -140,7 +140,8 @@ Status check_video_output(const std::string& path);
 // MP4/MOV is not something compositing applications read. Error::bad_input otherwise.
 Status check_lossless_output(const std::string& path);
 
-// H.264 (libx264, BT.709 limited range) in the container named by the file extension
+// H.264 (libx264, limited range; BT.601 below 720 lines and BT.709 from 720, tagged so: the
+// matrices players assume for untagged video) in the container named by the file extension
 // (or lossless FFV1 with WriterOptions::codec, any size, no rounding)
 // (.mp4 / .mov / .mkv; an unknown extension gets MP4; see check_video_output).
 // Even sizes are yuv420p (High profile). 4:2:0 can only crop in steps of two, so odd sizes are

@@ -715,3 +715,41 @@ TEST(Image, AppliesExifOrientation) {
   cv::rotate(plain.value(), expected, cv::ROTATE_90_CLOCKWISE);
   EXPECT_EQ(cv::norm(expected, turned.value(), cv::NORM_INF), 0.0);
 }
+
+// Readers that ignore colour tags (OpenCV's, many players) convert SD with BT.601 and HD with
+// BT.709: the writer encodes with that matrix and tags it, so tagged and untagged readers agree.
+TEST(VideoWriter, ColourMatrixFollowsTheSizeAndIsTagged) {
+  struct Case {
+    int width, height;
+    AVColorSpace space;
+  };
+  for (const Case& c : {Case{64, 48, AVCOL_SPC_SMPTE170M}, Case{1280, 720, AVCOL_SPC_BT709}}) {
+    const std::string path = out_path("colour_" + std::to_string(c.height) + ".mp4");
+    WriterOptions options;
+    options.preset = "ultrafast";
+    options.crf = 0;
+    {
+      auto writer = VideoWriter::open(path, c.width, c.height, options);
+      ASSERT_TRUE(writer.ok()) << writer.error().message;
+      Frame frame;
+      frame.rgb = cv::Mat(c.height, c.width, CV_8UC3, cv::Scalar(40, 160, 90));  // R, G, B
+      ASSERT_TRUE(writer->write(frame).ok());
+      ASSERT_TRUE(writer->finish().ok());
+    }
+    AVFormatContext* fmt = nullptr;
+    ASSERT_EQ(avformat_open_input(&fmt, path.c_str(), nullptr, nullptr), 0);
+    ASSERT_GE(avformat_find_stream_info(fmt, nullptr), 0);
+    const AVCodecParameters* par = fmt->streams[0]->codecpar;
+    EXPECT_EQ(par->color_space, c.space) << c.height;
+    EXPECT_EQ(par->color_range, AVCOL_RANGE_MPEG);
+    avformat_close_input(&fmt);
+    // and our (tag-reading) reader gets the colour back
+    auto reader = open_or_die(path);
+    Frame back;
+    ASSERT_TRUE(reader.read(back).value());
+    const cv::Vec3b px = back.rgb.at<cv::Vec3b>(c.height / 2, c.width / 2);
+    EXPECT_NEAR(px[0], 40, 2);
+    EXPECT_NEAR(px[1], 160, 2);
+    EXPECT_NEAR(px[2], 90, 2);
+  }
+}
