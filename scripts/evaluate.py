@@ -192,13 +192,12 @@ def main(argv=None) -> int:
     cfg = args.cfg if args.cfg is not None else trained.manifest["defaults"]["cfg"]
     rows = {}
     wanted = args.rows.split(",")
-    trained_outputs, trained_generated = [], []
+    trained_generated = []  # the trained row's frames, for the diagnostic mixes and the contact sheet
 
     def keep(fn):
         def inner(s, i):
             o = fn(s, i)
             trained_generated.append(o)
-            trained_outputs.append(E.paste(o, s["frames"], s["mask"]))
             return o
         return inner
 
@@ -232,8 +231,9 @@ def main(argv=None) -> int:
     print(E.write_results(args.out, {"clips": len(clips), "frames": args.frames, "steps": steps, "cfg": cfg, "sampler": sampler,
                                      "seed": args.seed, "bundle": args.bundle or args.weights,
                                      "device": args.device, "dtype": args.dtype}, rows))
-    if trained_outputs:
-        contact_sheet(clips, trained_outputs, os.path.join(args.out, "contact_sheet.png"))
+    if trained_generated:
+        contact_sheet(clips, [E.paste(o, s["frames"], s["mask"]) for o, s in zip(trained_generated, clips)],
+                      os.path.join(args.out, "contact_sheet.png"))
     return 0
 
 
