@@ -20,6 +20,7 @@
 # BENCH_STEPS (25), BENCH_WINDOW (24), BENCH_OVERLAP (4), BENCH_SIZE (512x768; empty = bundle's),
 # BENCH_MODES (split; also batched), BENCH_UNET_ITERS (3), BENCH_VARIANTS (see tools/bench_generate.cpp), BENCH_REPLACE (1), BENCH_JIT (0|1),
 # BENCH_DEVICES (empty; cuda or cuda:0,cuda:1: each mode also timed over those devices against the first alone),
+# BENCH_PYTHON_REF (1; 0 skips the Python eager reference and the comparison with it: C++ timings only),
 # BENCH_WORK (/tmp/standin-bench), BENCH_BUILD (build dir), BENCH_SKIP_BUILD, BENCH_JOBS.
 set -uo pipefail
 
@@ -44,6 +45,7 @@ VARIANTS="${BENCH_VARIANTS:-batched,split,split+sdpa_cudnn,split+sdpa_efficient,
 REPLACE="${BENCH_REPLACE:-1}"
 JIT="${BENCH_JIT:-0}"
 DEVICES="${BENCH_DEVICES:-}"
+PYTHON_REF="${BENCH_PYTHON_REF:-1}"
 WORK="${BENCH_WORK:-/tmp/standin-bench}"
 BUILD="${BENCH_BUILD:-$WORK/build}"
 JOBS="${BENCH_JOBS:-$(nproc)}"
@@ -139,11 +141,13 @@ if [[ "$BUILD_OK" != 0 ]]; then
 fi
 
 # ---------------------------------------------------------------- Python eager reference
-stamp "Python eager reference (+ peak matmul, FLOP count)"
-PEAK=(); [[ "$DEVICE" == cuda* ]] && PEAK=(--peak)
-timeout 420 "$PY" scripts/gpu/bench_reference.py run --bundle "$BUNDLE" --conds "$WORK/conds.pt" --device "$DEVICE" --profile \
-  --dtype "$DTYPE" --no-verify --result "$WORK/py.pt" --metrics "$OUT/python.json" --flops "${PEAK[@]}" \
-  || echo "python reference exit $?"
+if [[ "$PYTHON_REF" == 1 ]]; then
+  stamp "Python eager reference (+ peak matmul, FLOP count)"
+  PEAK=(); [[ "$DEVICE" == cuda* ]] && PEAK=(--peak)
+  timeout 420 "$PY" scripts/gpu/bench_reference.py run --bundle "$BUNDLE" --conds "$WORK/conds.pt" --device "$DEVICE" --profile \
+    --dtype "$DTYPE" --no-verify --result "$WORK/py.pt" --metrics "$OUT/python.json" --flops "${PEAK[@]}" \
+    || echo "python reference exit $?"
+fi
 
 # ---------------------------------------------------------------- comparison
 compare() {

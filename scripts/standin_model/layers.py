@@ -34,16 +34,17 @@ def math_attention(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor] = Non
 
 # CUDA's fused attention kernels put batch x heads on one grid axis (at most 65535 blocks); the
 # temporal attention of a big window (one sequence per latent pixel) has far more, so it runs in
-# slices of the batch.
-SDPA_MAX_BATCH_HEADS = 32768
+# slices of the batch (the limit is a literal in the function: TorchScript cannot read a
+# module-level int, and torch 2.x scripts this branch).
 
 if HAS_SDPA:
     def attention(q: Tensor, k: Tensor, v: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         """q [B,H,Nq,d], k/v [B,H,Nk,d], additive bias broadcastable to [B,H,Nq,Nk]."""
         b, h = q.shape[0], q.shape[1]
-        if b * h <= SDPA_MAX_BATCH_HEADS:
+        max_batch_heads = 32768
+        if b * h <= max_batch_heads:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        step = max(1, SDPA_MAX_BATCH_HEADS // h)
+        step = max(1, max_batch_heads // h)
         outs: List[Tensor] = []
         for i in range(0, b, step):
             j = min(b, i + step)

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -303,25 +304,70 @@ class WindowEvaluator {
   const std::vector<Half> halves_[2] = {{Half::both}, {Half::uncond, Half::cond}};
 };
 
-// Threads joined when this goes out of scope (also on an early return or an exception), after
-// `stop` is raised so that they end after their current call.
-class JoinedThreads {
+// One thread per replica for a whole sampling run, given one job per step. Threads made anew for
+// every step would start each step with empty thread-local caches (LibTorch 2.x keeps cuDNN's
+// attention plans per thread, and building them costs a noticeable share of a step).
+class ReplicaThreads {
  public:
-  explicit JoinedThreads(std::atomic<bool>& stop) : stop_(stop) {}
-  JoinedThreads(const JoinedThreads&) = delete;
-  JoinedThreads& operator=(const JoinedThreads&) = delete;
-  ~JoinedThreads() {
-    stop_ = true;
+  explicit ReplicaThreads(size_t n) {
+    threads_.reserve(n);
+    for (size_t r = 0; r < n; ++r) threads_.emplace_back([this, r] { loop(r); });
+  }
+  ReplicaThreads(const ReplicaThreads&) = delete;
+  ReplicaThreads& operator=(const ReplicaThreads&) = delete;
+  ~ReplicaThreads() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      quit_ = true;
+    }
+    wake_.notify_all();
     for (auto& t : threads_) t.join();
   }
-  void reserve(size_t n) { threads_.reserve(n); }
-  template <class F>
-  void start(F&& body) {
-    threads_.emplace_back(std::forward<F>(body));
+
+  // Thread r runs job(r), for every r; returns at once. The job must not throw.
+  void start(std::function<void(size_t)> job) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = std::move(job);
+      ++generation_;
+      running_ = threads_.size();
+    }
+    wake_.notify_all();
+  }
+
+  // Until every thread has finished the job last started.
+  void wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return running_ == 0; });
   }
 
  private:
-  std::atomic<bool>& stop_;
+  void loop(size_t r) {
+    uint64_t seen = 0;
+    for (;;) {
+      std::function<void(size_t)> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return quit_ || generation_ != seen; });
+        if (quit_) return;
+        seen = generation_;
+        job = job_;
+      }
+      job(r);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        --running_;
+      }
+      done_.notify_all();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::function<void(size_t)> job_;
+  uint64_t generation_ = 0;
+  size_t running_ = 0;
+  bool quit_ = false;
   std::vector<std::thread> threads_;
 };
 
@@ -343,19 +389,26 @@ Error device_error(const std::exception& e, const at::Device& device) {
 }
 
 // One denoising step (averaged windows) over several replicas: each replica works through its
-// calls (replica_of_call) in a thread of its own and copies every prediction to the primary's
-// device; the calling thread takes them in window order and guides and sums them exactly as the
-// single-device loop does, so `acc` gets the same bits. The first failure stops the other
-// replicas after their current call; every thread is joined before this returns.
-Status spread_step(WindowEvaluator& evaluator, const std::vector<Replica>& replicas, const std::vector<Window>& windows,
-                   const at::Tensor& latents, int64_t t, at::Tensor& acc, GenerationStats& stats, Progress* progress) {
+// calls (replica_of_call) in a thread of its own; the calling thread takes the predictions in
+// window order and guides and sums them exactly as the single-device loop does, so `acc` gets the
+// same bits. The first failure stops the other replicas after their current call; every thread is
+// joined before this returns.
+// Traffic between the primary and another device goes through host memory: a direct copy between
+// two GPUs waits for the work queued on BOTH devices' streams, so every copy of a replica's inputs
+// or results waited for the primary's UNet call in flight and the devices took turns (measured on
+// two H200s: 1.00x one device). Through the host a replica waits only for its own device; the
+// step's latents (9 MB at 96 frames of 512x768) and a prediction (2.4 MB) cost about a millisecond.
+Status spread_step(WindowEvaluator& evaluator, const std::vector<Replica>& replicas, ReplicaThreads& threads,
+                   const std::vector<Window>& windows, const at::Tensor& latents, int64_t t, at::Tensor& acc,
+                   GenerationStats& stats, Progress* progress) {
   const std::vector<Half>& halves = evaluator.halves();
   const size_t per_window = halves.size(), calls = windows.size() * per_window, n = replicas.size();
   const at::Device primary = replicas.front().bundle->device();
+  const at::Tensor latents_host = latents.device().is_cpu() ? latents : latents.to(at::kCPU);
   struct Shared {
     std::mutex mutex;
     std::condition_variable ready;
-    std::vector<at::Tensor> results;  // per call, on the primary's device; taken (undefined) once used
+    std::vector<at::Tensor> results;  // per call, on the primary's device or the host; taken once used
     std::vector<bool> done;
     std::optional<Error> error;       // the first failure
     std::atomic<bool> stop{false};
@@ -366,19 +419,23 @@ Status spread_step(WindowEvaluator& evaluator, const std::vector<Replica>& repli
   const auto work = [&](size_t r) {
     const Replica& replica = replicas[r];
     const at::Device device = replica.bundle->device();
+    const bool on_primary = device == primary;
+    const at::Tensor& source = on_primary ? latents : latents_host;
     std::optional<Error> failure;
     try {
       compat::WorkerThreadScope scope(device);
       for (size_t k = r; k < calls && !failure && !shared.stop; ++k) {
         if (replica_of_call(k, n) != r) continue;
         const Window& win = windows[k / per_window];
-        auto inputs = evaluator.inputs(replica, win, latents.slice(2, win.start, win.end()), t);
+        auto inputs = evaluator.inputs(replica, win, source.slice(2, win.start, win.end()), t);
         if (!inputs.ok()) {
           failure = inputs.error().with_context("frames " + std::to_string(win.start) + ".." + std::to_string(win.end()) +
                                                 " on " + device.str());
           break;
         }
-        at::Tensor pred = evaluator.predict(replica, inputs.value(), halves[k % per_window]).to(primary);
+        // on the host unless this is the primary's own device; the calling thread moves it over
+        at::Tensor pred = evaluator.predict(replica, inputs.value(), halves[k % per_window]);
+        if (!on_primary) pred = pred.to(at::kCPU);
         std::lock_guard<std::mutex> lock(shared.mutex);
         shared.results[k] = std::move(pred);
         shared.done[k] = true;
@@ -399,9 +456,17 @@ Status spread_step(WindowEvaluator& evaluator, const std::vector<Replica>& repli
 
   const size_t busy = std::min(n, calls);  // replica r has calls when r < calls
   stats.devices = std::max(stats.devices, static_cast<int>(busy));
-  JoinedThreads threads(shared.stop);  // after `shared`: joined before it is destroyed
-  threads.reserve(busy);
-  for (size_t r = 0; r < busy; ++r) threads.start([&work, r] { work(r); });
+  // After `shared`: also on an early return, the threads end their current call and finish the
+  // job before `shared` goes.
+  struct FinishAtExit {
+    ReplicaThreads& threads;
+    std::atomic<bool>& stop;
+    ~FinishAtExit() {
+      stop = true;
+      threads.wait();
+    }
+  } finish_at_exit{threads, shared.stop};
+  threads.start(work);
 
   for (size_t w = 0; w < windows.size(); ++w) {
     std::vector<at::Tensor> preds;
@@ -413,6 +478,7 @@ Status spread_step(WindowEvaluator& evaluator, const std::vector<Replica>& repli
         preds.push_back(std::move(shared.results[k]));
       }
     }
+    for (auto& pred : preds) pred = pred.to(primary);  // from the host: ordered on the primary's stream
     acc.slice(2, windows[w].start, windows[w].end()) += evaluator.guide(preds);
     ++stats.unet_calls;
     if (progress) progress->advance();
@@ -641,11 +707,14 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
         scheduler->restore(s.resume->sampler_history, first_step);
         if (progress) progress->advance(static_cast<int64_t>(first_step) * static_cast<int64_t>(windows.size()));
       }
+      std::optional<ReplicaThreads> replica_threads;
+      if (spread) replica_threads.emplace(replicas.size());
       for (int i = first_step; i < scheduler->num_steps(); ++i) {
         const int64_t t = scheduler->timesteps()[i];
         at::Tensor acc = at::zeros_like(latents);
         if (spread) {
-          STANDIN_TRY(spread_step(evaluator, replicas, windows, latents, t, acc, stats, progress ? &*progress : nullptr));
+          STANDIN_TRY(spread_step(evaluator, replicas, *replica_threads, windows, latents, t, acc, stats,
+                                  progress ? &*progress : nullptr));
         } else {
           for (const auto& win : windows) {
             STANDIN_ASSIGN_OR_RETURN(const at::Tensor g,
