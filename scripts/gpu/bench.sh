@@ -21,6 +21,8 @@
 # BENCH_MODES (split; also batched), BENCH_UNET_ITERS (3), BENCH_VARIANTS (see tools/bench_generate.cpp), BENCH_REPLACE (1), BENCH_JIT (0|1),
 # BENCH_DEVICES (empty; cuda or cuda:0,cuda:1: each mode also timed over those devices against the first alone),
 # BENCH_PYTHON_REF (1; 0 skips the Python eager reference and the comparison with it: C++ timings only),
+# BENCH_COMPILED (compile; also compile-max; empty = none: the torch.compile modes timed last, within
+# BENCH_DEADLINE (570) seconds of the start, by scripts/gpu/bench_compiled.py),
 # BENCH_WORK (/tmp/standin-bench), BENCH_BUILD (build dir), BENCH_SKIP_BUILD, BENCH_JOBS.
 set -uo pipefail
 
@@ -46,6 +48,8 @@ REPLACE="${BENCH_REPLACE:-1}"
 JIT="${BENCH_JIT:-0}"
 DEVICES="${BENCH_DEVICES:-}"
 PYTHON_REF="${BENCH_PYTHON_REF:-1}"
+COMPILED="${BENCH_COMPILED-compile}"
+DEADLINE="${BENCH_DEADLINE:-570}"
 WORK="${BENCH_WORK:-/tmp/standin-bench}"
 BUILD="${BENCH_BUILD:-$WORK/build}"
 JOBS="${BENCH_JOBS:-$(nproc)}"
@@ -153,7 +157,8 @@ fi
 compare() {
   stamp "comparison"
   "$PY" scripts/gpu/bench_reference.py compare --python-metrics "$OUT/python.json" --python-result "$WORK/py.pt" \
-    --cpp-metrics "$OUT/cpp.json" --replace "$OUT/replace.json" --summary "$OUT/summary.md" --json "$OUT/summary.json"
+    --cpp-metrics "$OUT/cpp.json" --replace "$OUT/replace.json" --compiled "$OUT/compiled.json" --fp8 "$OUT/fp8.json" \
+    --summary "$OUT/summary.md" --json "$OUT/summary.json"
 }
 compare > "$WORK/compare.log" 2>&1; RC=$?   # early, in case the replace below runs out of time
 echo "compare exit $RC (table at the end)"
@@ -172,6 +177,19 @@ if [[ "$REPLACE" == 1 && "$BUILD_OK" == 1 ]]; then
   ls -la "$WORK/replace.mp4" 2>/dev/null
 fi
 
+# ---------------------------------------------------------------- torch.compile rows (issue 11's bar), last:
+# their compile takes minutes, so they get what is left of BENCH_DEADLINE and skip what cannot finish
+if [[ -n "$COMPILED" && "$DEVICE" == cuda* && -n "$SIZE" ]]; then
+  LEFT=$(( DEADLINE - ($(date +%s) - T0) ))
+  stamp "torch.compile rows: eager,$COMPILED ($LEFT s left of BENCH_DEADLINE)"
+  if (( LEFT > 90 )); then
+    "$PY" scripts/gpu/bench_compiled.py --config "$CONFIG" --frames "$WINDOW" --size "$SIZE" --dtype "$DTYPE" \
+      --modes "eager,$COMPILED" --budget "$LEFT" --iters 3 --out "$OUT/compiled.json" > "$WORK/compiled.log" 2>&1 \
+      || { echo "bench_compiled exit $?"; tail -n 5 "$WORK/compiled.log"; }
+  else
+    echo "skipped: too little time left for a compile (raise BENCH_DEADLINE or run fewer phases)"
+  fi
+fi
 
 compare; RC=$?
 stamp "done (compare exit $RC)"

@@ -372,9 +372,95 @@ def _fmt(x, nd=3):
     return "—" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
 
+def _read_json(path):
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+# Issue 11's targets (docs/BENCHMARKS.md "Targets of issue 11"): name -> (threshold, what "met" means)
+TARGETS = {
+    "cpp_vs_compile": (1.2, "C++ per window >= 1.2x faster than the better torch.compile mode"),
+    "peak_fraction": (50.0, "denoising >= 50 % of the measured dense bf16 peak"),
+    "fp8_speedup": (1.4, "FP8 variant >= 1.4x faster than fp16 (PSNR >= 35 dB over a 25-step generation)"),
+    "two_gpus": (1.8, "2 GPUs >= 1.8x one GPU on a 96-frame job"),
+    "frames_300": (60.0, "300 frames at 512x768, 25 steps, <= 60 s end to end incl. a warm bundle load"),
+    "analysis_fps": (100.0, "analysis >= 100 frames/s at 768x576"),
+    "window_memory": (24.0, "a 24-frame window fits in 24 GB (peak allocated, whole generation)"),
+}
+
+
+def targets_table(rows, cpp, rep, compiled, fp8, projection):
+    """One line per target of issue 11 from what this run measured; "not measured in this run"
+    where its part was not run (another machine kind, a skipped phase)."""
+    out = {}
+
+    def put(key, value, text, higher_is_better=True):
+        limit = TARGETS[key][0]
+        met = None if value is None else (value >= limit if higher_is_better else value <= limit)
+        out[key] = {"value": value, "met": met, "measured": text}
+
+    one_device = {k: v for k, v in rows.items() if k.startswith("C++") and "@" not in k}
+    ub = {r["variant"]: r for r in (cpp.get("unet_bench") or []) if "median_s" in r}
+    cpp_pair = ub.get("split", {}).get("median_s")
+    best_compiled = None
+    for mode in ("compile", "compile-max"):
+        sec = ((compiled or {}).get("modes", {}).get(mode) or {}).get("seconds", {})
+        if len(sec) == 2 and (best_compiled is None or sum(sec.values()) < best_compiled[1]):
+            best_compiled = (mode, sum(sec.values()))
+    if cpp_pair and best_compiled:
+        put("cpp_vs_compile", best_compiled[1] / cpp_pair,
+            f"C++ {cpp_pair:.4f} s vs torch.compile ({best_compiled[0]}) {best_compiled[1]:.4f} s per pair: "
+            f"{best_compiled[1] / cpp_pair:.2f}x")
+    else:
+        put("cpp_vs_compile", None, "not measured in this run" + ("" if cpp_pair else " (no C++ micro-benchmark)"))
+    fracs = [v["peak_fraction_pct"] for v in one_device.values() if v.get("peak_fraction_pct")]
+    put("peak_fraction", max(fracs) if fracs else None,
+        f"{max(fracs):.1f} % (best one-device C++ run)" if fracs else "not measured in this run")
+    if fp8 and fp8.get("speedup") is not None:
+        put("fp8_speedup", fp8["speedup"], f"{fp8['speedup']:.2f}x, PSNR {_fmt(fp8.get('psnr_db'), 1)} dB")
+    else:
+        put("fp8_speedup", None, "not measured in this run")
+    spread = [r for m, r in cpp.get("runs", {}).items() if "denoise_speedup_vs_1_device" in r]
+    if spread:
+        r = max(spread, key=lambda r: r["speedup_vs_1_device"])
+        put("two_gpus", r["speedup_vs_1_device"],
+            f"{r['speedup_vs_1_device']:.2f}x end to end (denoise {r['denoise_speedup_vs_1_device']:.2f}x) on "
+            f"{r['frames']} frames, {r.get('devices_used', '?')} devices")
+    else:
+        put("two_gpus", None, "not measured in this run (one GPU)")
+    if projection:  # the target's 25 steps, whatever this run used
+        p = projection
+        work = p["windows"] * 25 * p["s_per_window_step"] + 300 * (p["per_frame_other_s"] + p["analysis_per_frame_s"])
+        load = (rep or {}).get("seconds", {}).get("load_bundle")
+        total = work + (load or 0.0)
+        put("frames_300", total, f"{total:.1f} s projected ({p['windows']} windows x 25 steps x "
+            f"{p['s_per_window_step']:.3f} s + per-frame work = {work:.1f} s"
+            + (f", + {load:.1f} s bundle load in this run's replace" if load is not None else "; bundle load not measured")
+            + (")" if p["analysis_per_frame_s"] else "; analysis not measured)"), higher_is_better=False)
+    else:
+        put("frames_300", None, "not measured in this run")
+    a_s = (rep or {}).get("seconds", {}).get("analysis")
+    if a_s:
+        fps = rep["frames"] / a_s
+        put("analysis_fps", fps, f"{fps:.1f} frames/s at {rep.get('source_size')}")
+    else:
+        put("analysis_fps", None, "not measured in this run")
+    mems = [v["peak_mem_gib"] for v in one_device.values() if v.get("peak_mem_gib")]
+    window = cpp.get("settings", {}).get("window")
+    put("window_memory", min(mems) if mems else None,
+        f"{min(mems):.2f} GiB peak allocated (window {window})" if mems else "not measured in this run",
+        higher_is_better=False)
+    lines = ["| target | measured | status |", "|---|---|---|"]
+    for key, r in out.items():
+        status = "not measured" if r["met"] is None else ("**met**" if r["met"] else "not met")
+        lines.append(f"| {TARGETS[key][1]} | {r['measured']} | {status} |")
+    return out, lines
+
+
 def cmd_compare(a) -> int:
-    with open(a.python_metrics) as f:
-        py = json.load(f)
+    py = _read_json(a.python_metrics) or {}  # absent with BENCH_PYTHON_REF=0
     cpp = {}
     if a.cpp_metrics and os.path.exists(a.cpp_metrics):
         with open(a.cpp_metrics) as f:
@@ -514,6 +600,21 @@ def cmd_compare(a) -> int:
             lines.append(f"| {k} | {v:.2f} |")
         lines.append(f"| seconds per frame (total) | {rep.get('seconds_per_frame', 0):.3f} |")
 
+    compiled = _read_json(a.compiled)
+    if compiled:
+        lines.append("")
+        lines.append(f"Compiled forms of the same UNet (scripts/gpu/bench_compiled.py, {compiled.get('config')} random "
+                     f"{compiled.get('dtype')}, one {compiled.get('frames')}-frame {compiled.get('size')} window, split CFG pair):")
+        lines.append("")
+        lines.append("| mode | compile s | s per pair | max abs diff from eager (cond / uncond) | note |")
+        lines.append("|---|---|---|---|---|")
+        for mode, r in compiled.get("modes", {}).items():
+            sec, diff = r.get("seconds", {}), r.get("diff", {})
+            pair = sum(sec.values()) if len(sec) == 2 else None
+            d = " / ".join(_fmt(diff.get(k, {}).get("max_abs"), 4) for k in ("cond", "uncond"))
+            lines.append(f"| {mode} | {_fmt(r.get('compile_s'), 0)} | {_fmt(pair, 4)} | {d} | "
+                         f"{(r.get('error') or r.get('skipped') or '')[:80]} |")
+
     # 300 frames (10 s at 30 fps) projected from the measured per-window-step time and per-frame costs
     best = min((v for k, v in rows.items() if k.startswith("C++") and "@" not in k), key=lambda v: v["s_per_frame"],
                default=None)  # one device
@@ -534,6 +635,10 @@ def cmd_compare(a) -> int:
         lines.append(f"300 frames at these settings, projected: {w300} windows x {cr['steps']} steps x "
                      f"{best['s_per_window_step']:.3f} s + 300 x ({per_frame_other:.3f} + analysis {analysis_pf:.3f}) s "
                      f"= {proj:.1f} s (target <= 60 s)")
+
+    summary["targets"], target_lines = targets_table(rows, cpp, rep, compiled, _read_json(a.fp8),
+                                                     summary.get("projection_300"))
+    lines += ["", "Targets of issue 11 (this run):", ""] + target_lines
 
     text = "\n".join(lines) + "\n"
     print(text)
@@ -576,7 +681,9 @@ def main(argv=None) -> int:
     r.add_argument("--no-generate", action="store_true", help="only --peak / --flops")
     r.add_argument("--no-verify", action="store_true")
     m = sub.add_parser("compare")
-    m.add_argument("--python-metrics", required=True)
+    m.add_argument("--python-metrics", required=True, help="python.json (a missing file: C++ rows only)")
+    m.add_argument("--compiled", help="bench_compiled.py's JSON (torch.compile rows)")
+    m.add_argument("--fp8", help="an FP8 benchmark's JSON with speedup and psnr_db")
     m.add_argument("--python-result")
     m.add_argument("--cpp-metrics")
     m.add_argument("--replace")
