@@ -40,11 +40,11 @@ from standin_train import evaluate as E  # noqa: E402
 from standin_train.data import Backgrounds, DataConfig, SampleMaker  # noqa: E402
 
 
-def make_clips(pack_dir: str, backgrounds_dir: str, n: int, frames: int, seed: int):
+def make_clips(pack_dir: str, backgrounds_dir: str, n: int, frames: int, seed: int, split: str = "test"):
     import synth
     cfg = DataConfig(frames=frames, inference_mask_probability=1.0, keypoint_drop=0.0, object_probability=0.0,
                      depth_unknown_probability=0.0, virtual_clip_frames=(frames, 3 * frames))
-    maker = SampleMaker(synth.AssetPack.load(pack_dir), Backgrounds(backgrounds_dir, "test"), cfg, split="test")
+    maker = SampleMaker(synth.AssetPack.load(pack_dir), Backgrounds(backgrounds_dir, split), cfg, split=split)
     rng = np.random.default_rng(seed)
     clips = []
     while len(clips) < n:
@@ -161,6 +161,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     ap.add_argument("--out", required=True)
+    ap.add_argument("--split", default="test", choices=["test", "train"],
+                    help="render held-out clips (test) or clips of the training identities, animations and plates "
+                         "(train: the generalisation gap, not a result)")
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--steps", type=int, help="default: the bundle's")
@@ -180,10 +183,11 @@ def main(argv=None) -> int:
         clips = load_clips(args.clips_file)
         args.frames = clips[0]["frames"].shape[0]
     else:
-        clips = make_clips(args.pack, args.backgrounds, args.clips, args.frames, args.seed)
+        clips = make_clips(args.pack, args.backgrounds, args.clips, args.frames, args.seed, args.split)
     if args.save_clips:
         save_clips(clips, args.save_clips)
-    print(f"{len(clips)} held-out clips of {args.frames} frames in {time.time() - t0:.0f} s", flush=True)
+    kind = "held-out" if args.split == "test" or args.clips_file else "training-split"
+    print(f"{len(clips)} {kind} clips of {args.frames} frames in {time.time() - t0:.0f} s", flush=True)
     if args.weights:
         trained = eager_from_weights(args.weights, args.device, args.dtype)
     else:
