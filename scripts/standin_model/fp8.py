@@ -20,7 +20,7 @@ float8 weights (float8 counts as a floating-point dtype).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -120,30 +120,31 @@ class Fp8Linear(nn.Module):
         inverse = (E4M3_MAX / amax.clamp_min(AMAX_FLOOR)).to(x2.dtype)
         return inverse, inverse.float().reciprocal()
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.in_features:
-            raise RuntimeError(f"Fp8Linear: input has {x.shape[-1]} features, the layer takes {self.in_features}")
-        x2 = x.reshape(-1, self.in_features)
+    def quantize_input(self, x2: Tensor) -> Tuple[Tensor, Tensor]:
+        """[M, K] -> (its e4m3 values: float8, or float32 when emulated; their float32 scale)."""
         inverse, scale_a = self.activation_scale(x2)
         if self.emulate:
-            x_q = round_to_e4m3(x2 * inverse)
+            return round_to_e4m3(x2 * inverse), scale_a
+        # x2 * inverse is at most 448 * (1 + 2^-8)^2 < 452 (bf16's rounding; fp16's is finer):
+        # below 464, where a cast that does not saturate starts giving NaN. No clamp pass needed.
+        return (x2 * inverse).to(torch.float8_e4m3fn).contiguous(), scale_a
+
+    def matmul(self, x_q: Tensor, scale_a: Tensor, out_dtype: torch.dtype) -> Tensor:
+        """(x_q * scale_a) @ (weight_q * weight_scale.T).T + bias, [M, N] in ``out_dtype``."""
+        if self.emulate:  # float32 products and sums, scales and bias applied before rounding
             y = (x_q @ self.weight_q.t()) * scale_a * self.weight_scale
             if self.bias is not None:
                 y = y + self.bias.float()
-            return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+            return y.to(out_dtype)
         if self.weight_q.dtype != torch.float8_e4m3fn:
             raise RuntimeError("Fp8Linear: the float8 weights were cast (module.to(dtype) after conversion); "
                                "convert the module after moving it to its device and dtype")
-        # x2 * inverse is at most 448 * (1 + 2^-8)^2 < 452 (bf16's rounding; fp16's is finer):
-        # below 464, where a cast that does not saturate starts giving NaN. No clamp pass needed.
-        x_q = (x2 * inverse).to(torch.float8_e4m3fn).contiguous()
-        rowwise = self.weight_scaling == "channel" or self.act_scaling == "row"
-        if rowwise:  # both scales per row / column; a per-tensor activation scale is repeated
-            scale_a = scale_a.reshape(-1, 1).expand(x2.shape[0], 1).contiguous()
+        if self.weight_scaling == "channel" or self.act_scaling == "row":
+            # row-wise kernels: both scales per row / column; a per-tensor one is repeated
+            scale_a = scale_a.reshape(-1, 1).expand(x_q.shape[0], 1).contiguous()
             scale_b = self.weight_scale
         else:
             scale_b = self.weight_scale[:, :1]
-        out_dtype = x.dtype
         fuse_bias = self.bias is not None and out_dtype in (torch.float16, torch.bfloat16)
         y = torch._scaled_mm(x_q, self.weight_q.t(), scale_a=scale_a, scale_b=scale_b,
                              bias=self.bias.to(out_dtype) if fuse_bias else None, out_dtype=out_dtype,
@@ -152,7 +153,13 @@ class Fp8Linear(nn.Module):
             y = y[0]
         if self.bias is not None and not fuse_bias:
             y = y + self.bias.to(out_dtype)
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.in_features:
+            raise RuntimeError(f"Fp8Linear: input has {x.shape[-1]} features, the layer takes {self.in_features}")
+        x_q, scale_a = self.quantize_input(x.reshape(-1, self.in_features))
+        return self.matmul(x_q, scale_a, x.dtype).reshape(*x.shape[:-1], self.out_features)
 
 
 def convert_linears(module: nn.Module, min_features: int = 64, weight_scaling: str = "channel",
