@@ -70,8 +70,8 @@ def synchronize(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def median_seconds(fn, iters: int, dev: torch.device) -> float:
-    for _ in range(2):
+def median_seconds(fn, iters: int, dev: torch.device, warm: int = 2) -> float:
+    for _ in range(warm):
         fn()
     synchronize(dev)
     times = []

@@ -44,6 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import reference_pipeline as RP  # noqa: E402
+from bench_compiled import median_seconds, synchronize  # noqa: E402
 from bench_reference import TOL, agreement  # noqa: E402
 from standin_model.config import get_config  # noqa: E402
 from standin_model.export import build_random, manifest  # noqa: E402
@@ -78,25 +79,6 @@ def parse_variant(spec: str) -> dict:
     if suffix not in ("", "fp32acc") or not acts:
         raise SystemExit(f"bad variant {spec!r}: WEIGHTS/ACTIVATIONS[+fp32acc], e.g. channel/tensor")
     return {"weight_scaling": weights, "act_scaling": acts, "fast_accum": suffix != "fp32acc"}
-
-
-def synchronize(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def median_seconds(fn, iters, dev, warm=2):
-    for _ in range(warm):
-        fn()
-    synchronize(dev)
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        synchronize(dev)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
 
 
 def rel_l2(a, b):

@@ -418,8 +418,17 @@ def targets_table(rows, cpp, rep, compiled, fp8, projection):
     fracs = [v["peak_fraction_pct"] for v in one_device.values() if v.get("peak_fraction_pct")]
     put("peak_fraction", max(fracs) if fracs else None,
         f"{max(fracs):.1f} % (best one-device C++ run)" if fracs else "not measured in this run")
-    if fp8 and fp8.get("speedup") is not None:
-        put("fp8_speedup", fp8["speedup"], f"{fp8['speedup']:.2f}x, PSNR {_fmt(fp8.get('psnr_db'), 1)} dB")
+    # bench_fp8.py's "targets": the best speed-up over fp16 (eager and compiled), the variants whose
+    # 25-step generation stays >= 35 dB; met only by a variant that is both fast and good enough
+    fp8_t = (fp8 or {}).get("targets") or {}
+    speeds = [(v["speedup"], k, v["variant"]) for k, v in (fp8_t.get("speed") or {}).items() if v]
+    if speeds:
+        good = set(fp8_t.get("quality_trained") or []) | set(fp8_t.get("quality_random") or [])
+        ok = [x for x in speeds if x[2] in good]
+        best = max(ok or speeds)
+        value = best[0] if ok else min(best[0], TARGETS["fp8_speedup"][0] - 1e-9)  # fast but too far off is not met
+        put("fp8_speedup", value, f"{best[0]:.2f}x ({best[2]}, {best[1]}); PSNR >= 35 dB: "
+            + (", ".join(sorted(good)) if good else "no variant"))
     else:
         put("fp8_speedup", None, "not measured in this run")
     spread = [r for m, r in cpp.get("runs", {}).items() if "denoise_speedup_vs_1_device" in r]

@@ -53,7 +53,9 @@ def test_thresholds_fail_when_missed(bench):
     rows["C++ standin (Half, CFG split)"].update(peak_fraction_pct=26.0, peak_mem_gib=30.0)
     rep["seconds"]["analysis"] = 4.24  # 7 frames/s
     projection["s_per_window_step"] = 0.43
-    t, _ = bench.targets_table(rows, cpp, rep, compiled, {"speedup": 1.1, "psnr_db": 40.0}, projection)
+    fp8 = {"targets": {"speed": {"eager": {"speedup": 0.9, "variant": "fp8-channel"}, "compiled": None},
+                       "quality_trained": ["fp8-channel"], "quality_random": []}}
+    t, _ = bench.targets_table(rows, cpp, rep, compiled, fp8, projection)
     assert [t[k]["met"] for k in ("cpp_vs_compile", "peak_fraction", "fp8_speedup", "analysis_fps",
                                   "frames_300", "window_memory")] == [False] * 6
 
@@ -69,3 +71,16 @@ def test_two_gpu_run_reads_the_spread_run_and_ignores_it_elsewhere(bench):
     assert t["window_memory"]["value"] == pytest.approx(10.9)  # one device's run, not the spread one
     for key in ("cpp_vs_compile", "peak_fraction", "frames_300", "analysis_fps"):
         assert t[key]["met"] is None
+
+
+def test_fp8_is_met_only_by_a_variant_fast_and_close_enough(bench):
+    rows, cpp, rep, compiled, projection = one_gpu_run()
+
+    def fp8_of(speed, good):
+        return {"targets": {"speed": {"eager": {"speedup": 0.9, "variant": "a"},
+                                      "compiled": {"speedup": speed, "variant": "b"}},
+                            "quality_trained": good, "quality_random": []}}
+    met = bench.targets_table(rows, cpp, rep, compiled, fp8_of(1.5, ["a", "b"]), projection)[0]["fp8_speedup"]
+    assert met["met"] is True and met["value"] == pytest.approx(1.5)
+    too_far = bench.targets_table(rows, cpp, rep, compiled, fp8_of(1.5, ["a"]), projection)[0]["fp8_speedup"]
+    assert too_far["met"] is False  # the fast variant misses 35 dB, the good one is slow
