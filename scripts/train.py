@@ -133,6 +133,9 @@ def run_stage(args, cfg_train: Dict, stage: Dict, model: StandinModel, state: Di
     rank = dist.get_rank() if dist.is_initialized() else 0
     seed = int(cfg_train["seed"]) * 1_000_003 + rank * 7919 + state["sessions"] * 104_729 + state["stage_index"]
     batches = loader(args, data_cfg, stage["batch"], seed)
+    # Each rendered sample enters the batch this many times, each copy with its own noise level and
+    # noise: more examples per step where the renderer, not the GPU, would be the limit.
+    repeats = int(stage.get("sample_repeats", 1))
     gen = torch.Generator(device=device).manual_seed(seed)
     step_rng = np.random.default_rng(seed)
 
@@ -168,6 +171,9 @@ def run_stage(args, cfg_train: Dict, stage: Dict, model: StandinModel, state: Di
         t0 = time.time()
         raw = next(batches)
         b = to_tensors(raw, device)
+        if repeats > 1:
+            b = {k: v.repeat_interleave(repeats, dim=0) if torch.is_tensor(v) else v for k, v in b.items()}
+        examples = int(b["frames"].shape[0])  # per process
         wait += time.time() - t0
         for g in opt.param_groups:
             g["lr"] = lr_at(stage, step)
@@ -203,6 +209,7 @@ def run_stage(args, cfg_train: Dict, stage: Dict, model: StandinModel, state: Di
             rec = {"stage": name, "step": step, "lr": lr_at(stage, step - 1),
                    **{k: v / n_log for k, v in sums.items()},
                    "steps_per_s": n_log / dt, "samples_per_s": n_log * stage["batch"] * world * frames / dt,
+                   "examples_per_step": examples, "examples_per_s": n_log * examples * world * frames / dt,
                    "data_wait": wait / dt, "elapsed": time.time() - started}
             if is_main():
                 with open(os.path.join(args.run, "log.jsonl"), "a") as f:
@@ -322,6 +329,11 @@ def main(argv=None) -> int:
         for s in cfg_train["stages"]:
             if s["name"] == sname:
                 s[field] = json.loads(value)
+    for s in cfg_train["stages"]:
+        repeats = s.get("sample_repeats", 1)
+        if not isinstance(repeats, int) or repeats < 1 or (repeats > 1 and s["name"] == "vae"):
+            ap.error(f"{args.config}: stage {s['name']}: sample_repeats must be a whole number >= 1, "
+                     f"and 1 in the vae stage (its loss draws no noise), got {repeats!r}")
     model_cfg = get_config(cfg_train["model"])
     torch.manual_seed(int(cfg_train["seed"]))
     model = StandinModel(model_cfg).to(device)

@@ -207,3 +207,23 @@ def test_warm_start_carries_what_fits_into_a_changed_architecture(assets, tmp_pa
     out = train(str(config), str(tmp_path / "wide"), assets, "--warm-start", os.path.join(first, "weights"),
                 "--start-stage", "image", configs_dir=configs, expect_rc=1)
     assert "skips the VAE stage" in out
+
+
+def test_sample_repeats_train_more_examples_per_rendered_sample(assets, tmp_path):
+    cfg = json.loads(open(tiny_config(tmp_path / "train.json", vae=1, image=2, video=0)).read())
+    cfg["stages"] = cfg["stages"][:2]
+    cfg["stages"][1]["sample_repeats"] = 3
+    config = tmp_path / "repeats.json"
+    config.write_text(json.dumps(cfg))
+    run = str(tmp_path / "run")
+    train(str(config), run, assets)
+    image = [r for r in log_of(run) if r["stage"] == "image"]
+    assert [r["step"] for r in image] == [1, 2] and all(np.isfinite(r["loss"]) for r in image)
+    # 2 rendered samples a step, each trained 3 times with its own noise
+    assert [r["examples_per_step"] for r in image] == [6, 6]
+    assert [r["examples_per_step"] for r in log_of(run) if r["stage"] == "vae"] == [2]
+
+    cfg["stages"][0]["sample_repeats"] = 2  # the VAE's loss draws no noise: refused before any step
+    config.write_text(json.dumps(cfg))
+    out = train(str(config), str(tmp_path / "run_vae"), assets, expect_rc=2)
+    assert "sample_repeats" in out and "vae" in out
