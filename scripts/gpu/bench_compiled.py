@@ -89,6 +89,27 @@ def difference(a: torch.Tensor, b: torch.Tensor) -> dict:
     return {"max_abs": float(d.max()), "mean_abs": float(d.mean()), "ref_abs_mean": float(b.float().abs().mean())}
 
 
+def split_pair_inputs(cfg, mods, frames: int, H: int, W: int, dev, dt):
+    """Random inputs of one window's split CFG pair at work size W x H (values do not change kernel
+    times): latents x, timestep t, image embedding, pose features (with skeleton depth where the
+    model modulates by it), reference_keep and the ReferenceNet's tokens."""
+    vs = cfg.vae_scale_factor
+    h, w = H // vs, W // vs
+    g = torch.Generator(device=dev).manual_seed(0)
+    with torch.no_grad():
+        ref_latent = torch.randn(1, cfg.vae.latent_channels, h, w, device=dev, dtype=dt, generator=g)
+        embed = torch.randn(1, 1, cfg.clip.projection_dim, device=dev, dtype=dt, generator=g)
+        tokens = [tk.contiguous() for tk in mods["reference_net"](ref_latent, embed)]
+        pose_maps = [torch.rand(frames, 3, H, W, device=dev, dtype=dt, generator=g)]
+        if cfg.pose_modulation:
+            pose_maps.append(torch.rand(frames, 1, H, W, device=dev, dtype=dt, generator=g))
+        pose = mods["pose_guider"](*pose_maps).permute(1, 0, 2, 3).unsqueeze(0).contiguous()
+        x = torch.randn(1, cfg.unet_in_channels, frames, h, w, device=dev, dtype=dt, generator=g)
+    t = torch.full((1,), 500, dtype=torch.long, device=dev)
+    keep = torch.ones(1, device=dev)
+    return x, t, embed, pose, keep, tokens
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="sd15")
@@ -114,18 +135,8 @@ def main(argv=None) -> int:
     # The split pair's conditional call always keeps its reference: no data-dependent test on
     # reference_keep, so torch.export can trace the UNet and torch.compile gets one graph.
     unet.reference_always_kept = True
-    vs = cfg.vae_scale_factor
-    h, w, F = H // vs, W // vs, a.frames
-    g = torch.Generator(device=dev).manual_seed(0)
-    with torch.no_grad():
-        ref_latent = torch.randn(1, cfg.vae.latent_channels, h, w, device=dev, dtype=dt, generator=g)
-        embed = torch.randn(1, 1, cfg.clip.projection_dim, device=dev, dtype=dt, generator=g)
-        tokens = [t.contiguous() for t in mods["reference_net"](ref_latent, embed)]
-        pose_maps = torch.rand(F, 3, H, W, device=dev, dtype=dt, generator=g)
-        pose = mods["pose_guider"](pose_maps).permute(1, 0, 2, 3).unsqueeze(0).contiguous()
-        x = torch.randn(1, cfg.unet_in_channels, F, h, w, device=dev, dtype=dt, generator=g)
-    t = torch.full((1,), 500, dtype=torch.long, device=dev)
-    keep = torch.ones(1, device=dev)
+    h, w, F = H // cfg.vae_scale_factor, W // cfg.vae_scale_factor, a.frames
+    x, t, embed, pose, keep, tokens = split_pair_inputs(cfg, mods, F, H, W, dev, dt)
     uncond_ctx = torch.zeros_like(embed)
     cond_args = (x, t, embed, pose, keep, *tokens)
     uncond_args = (x, t, uncond_ctx, pose, keep)

@@ -44,7 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import reference_pipeline as RP  # noqa: E402
-from bench_compiled import median_seconds, synchronize  # noqa: E402
+from bench_compiled import median_seconds, split_pair_inputs, synchronize  # noqa: E402
 from bench_reference import TOL, agreement  # noqa: E402
 from standin_model.config import get_config  # noqa: E402
 from standin_model.export import build_random, manifest  # noqa: E402
@@ -245,20 +245,7 @@ def main(argv=None) -> int:
         save()
 
     # 2. eager split CFG pair
-    g = torch.Generator(device=dev).manual_seed(0)
-    with torch.no_grad():
-        ref_latent = torch.randn(1, cfg.vae.latent_channels, h, w, device=dev, dtype=dt, generator=g)
-        embed = torch.randn(1, 1, cfg.clip.projection_dim, device=dev, dtype=dt, generator=g)
-        tokens = [tk.contiguous() for tk in mods["reference_net"](ref_latent, embed)]
-        pose_maps = torch.rand(F, 3, H, W, device=dev, dtype=dt, generator=g)
-        if cfg.pose_modulation:
-            pose_maps = (pose_maps, torch.rand(F, 1, H, W, device=dev, dtype=dt, generator=g))
-        else:
-            pose_maps = (pose_maps,)
-        pose = mods["pose_guider"](*pose_maps).permute(1, 0, 2, 3).unsqueeze(0).contiguous()
-        x = torch.randn(1, cfg.unet_in_channels, F, h, w, device=dev, dtype=dt, generator=g)
-    t = torch.full((1,), 500, dtype=torch.long, device=dev)
-    keep = torch.ones(1, device=dev)
+    x, t, embed, pose, keep, tokens = split_pair_inputs(cfg, mods, F, H, W, dev, dt)
     uncond_ctx = torch.zeros_like(embed)
 
     def pair(u):
