@@ -169,6 +169,11 @@ if [[ "$REPLACE" == 1 && "$BUILD_OK" == 1 ]]; then
   [[ -f "$CLIP" ]] || CLIP=data/clip_audio.mp4
   [[ -f "$REF" ]] || REF=data/person.png
   VIS="${STANDIN_VISION_MODELS:-.gpu/vision}"; [[ -d "$VIS" ]] || VIS=models/vision
+  if [[ -d /tmp/standin-carry/vision && -z "${STANDIN_VISION_MODELS:-}" ]]; then
+    # the models an earlier call left (scripts/gpu/stash_carry.sh) next to the ones carried now
+    mkdir -p "$WORK/vision" && cp -f /tmp/standin-carry/vision/* "$WORK/vision/" && cp -f "$VIS"/* "$WORK/vision/"
+    VIS="$WORK/vision"
+  fi
   stamp "standin replace $CLIP (vision models $VIS)"
   RSIZE=(); [[ -n "$SIZE" ]] && RSIZE=(--size "$SIZE")
   STANDIN_VISION_MODELS="$VIS" timeout 300 "$BUILD/standin" replace -i "$CLIP" -r "$REF" -o "$WORK/replace.mp4" -y \
