@@ -401,13 +401,15 @@ class TFLiteModule(torch.nn.Module):
 
     def _op_RESHAPE(self, ins, outs, o, op):
         in_rank = self.rank[ins[0]]
-        out_shape = self.shape[outs[0]]
+        out_shape = list(self.shape[outs[0]])
         out_rank = len(out_shape)
+        # the graph's batch of 1 kept as the input's batch (traced as a size, so the module takes any)
+        keeps_batch = out_shape[0] == 1 and self.shape[ins[0]][0] == 1
 
         def fn(x):
             if in_rank == 4:
                 x = x.permute(0, 2, 3, 1)
-            y = x.reshape(out_shape)
+            y = x.reshape([x.shape[0]] + out_shape[1:] if keeps_batch else out_shape)
             if out_rank == 4:
                 y = y.permute(0, 3, 1, 2)
             return y.contiguous()
@@ -477,10 +479,11 @@ class TFLiteModule(torch.nn.Module):
 
     def _op_DEPTH_TO_SPACE(self, ins, outs, o, op):
         bs = o["block_size"]
-        n, h, w, c = self.shape[ins[0]]
+        _, h, w, c = self.shape[ins[0]]
         oc = c // (bs * bs)
 
         def fn(x):
+            n = x.shape[0]
             # TFLite channel index = (i*bs + j)*oc + c  ("DCR")
             y = x.reshape(n, bs, bs, oc, h, w).permute(0, 3, 4, 1, 5, 2)
             return y.reshape(n, oc, h * bs, w * bs)

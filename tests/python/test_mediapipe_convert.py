@@ -172,3 +172,23 @@ def test_exported_graph_has_no_tf32(tmp_path):
     for n in convs:
         allow_tf32 = list(n.inputs())[-1]
         assert allow_tf32.node().kind() == "prim::Constant" and allow_tf32.toIValue() is False
+
+
+@pytest.mark.parametrize("name,size", [("pose_detection", 224), ("pose_landmark_lite", 256)])
+def test_exported_modules_take_any_batch(tmp_path, name, size):
+    """Traced at batch 1, the modules still run several images at once (batched analysis): the
+    graph's batch of 1 in reshapes and depth-to-space follows the input's; each image's outputs
+    are its own (up to the batched kernels' summation order)."""
+    import convert_all
+
+    convert_all.convert(name, MODELS_DIR, str(tmp_path))
+    m = torch.jit.load(str(tmp_path / f"{name}.pt"))
+    x = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        batched = m(x)
+        single = [m(x[i:i + 1]) for i in range(3)]
+    for k, out in enumerate(batched):
+        assert out.shape[0] == 3
+        for i in range(3):
+            scale = float(single[i][k].abs().max()) + 1e-6
+            assert float((out[i:i + 1] - single[i][k]).abs().max()) <= 1e-5 * scale + 1e-6, (name, k, i)
