@@ -391,8 +391,8 @@ Error device_error(const std::exception& e, const at::Device& device) {
 // One denoising step (averaged windows) over several replicas: each replica works through its
 // calls (replica_of_call) in a thread of its own; the calling thread takes the predictions in
 // window order and guides and sums them exactly as the single-device loop does, so `acc` gets the
-// same bits. The first failure stops the other replicas after their current call; every thread is
-// joined before this returns.
+// same bits. The first failure stops the other replicas after their current call; every thread has
+// finished this step's job before this returns.
 // Traffic between the primary and another device goes through host memory: a direct copy between
 // two GPUs waits for the work queued on BOTH devices' streams, so every copy of a replica's inputs
 // or results waited for the primary's UNet call in flight and the devices took turns (measured on
