@@ -470,14 +470,8 @@ def targets_table(rows, cpp, rep, compiled, fp8, projection):
 
 def cmd_compare(a) -> int:
     py = _read_json(a.python_metrics) or {}  # absent with BENCH_PYTHON_REF=0
-    cpp = {}
-    if a.cpp_metrics and os.path.exists(a.cpp_metrics):
-        with open(a.cpp_metrics) as f:
-            cpp = json.load(f)
-    rep = None
-    if a.replace and os.path.exists(a.replace):
-        with open(a.replace) as f:
-            rep = json.load(f)
+    cpp = _read_json(a.cpp_metrics) or {}
+    rep = _read_json(a.replace)
     summary = {"python": py, "cpp": cpp, "replace": rep, "tolerance": TOL}
     peak = py.get("peak_bf16", {}).get("tflops")
     fl = py.get("flops") or {}
