@@ -23,6 +23,7 @@ The real-footage protocol (a vtest pedestrian) is scripts/evaluate_real.sh.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -70,6 +71,12 @@ class EagerBundle:
 
     def __contains__(self, name):
         return name in self.modules
+
+    def with_unet(self, unet) -> "EagerBundle":
+        """The same bundle with another denoising UNet (a variant of the same model)."""
+        other = copy.copy(self)
+        other.modules = dict(self.modules, denoising_unet=unet)
+        return other
 
 
 def eager_from_weights(path: str, device: str, dtype: str) -> "EagerBundle":

@@ -46,31 +46,15 @@ sys.path.insert(0, os.path.dirname(HERE))
 import reference_pipeline as RP  # noqa: E402
 from bench_compiled import median_seconds, split_pair_inputs, synchronize  # noqa: E402
 from bench_reference import TOL, agreement  # noqa: E402
+from evaluate import EagerBundle, eager_from_weights  # noqa: E402
 from standin_model.config import get_config  # noqa: E402
-from standin_model.export import build_random, manifest  # noqa: E402
+from standin_model.export import build_random  # noqa: E402
 from standin_model.fp8 import Fp8Linear, convert_linears, fp8_matmul_available  # noqa: E402
 
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 SPEED_TARGET = 1.4
 # sd15 on an H200: torch.compile of the UNet's two halves took 182 s (docs/BENCHMARKS.md)
 EXPECTED_COMPILE_S = {"sd15": 200}
 EXPECTED_GENERATE_S = {"sd15": 25}
-
-
-class ModuleBundle:
-    """What reference_pipeline.generate reads from a Bundle, from modules in memory."""
-
-    def __init__(self, man, modules, device, dtype):
-        self.manifest, self.modules, self.device, self.dtype = man, modules, device, dtype
-
-    def __getitem__(self, name):
-        return self.modules[name]
-
-    def __contains__(self, name):
-        return name in self.modules
-
-    def with_unet(self, unet):
-        return ModuleBundle(self.manifest, dict(self.modules, denoising_unet=unet), self.device, self.dtype)
 
 
 def parse_variant(spec: str) -> dict:
@@ -126,22 +110,6 @@ def linear_check(K, N, M, dev, dt, variants, iters):
     return out
 
 
-def load_trained(path, dev, dt, dtype_name):
-    """The model of a weights file written by scripts/train.py, as modules + its manifest."""
-    from standin_model.model import build_model
-    from standin_model.scheduler import scheduler_config
-    from standin_train.checkpoints import load_shipping_weights
-    state, meta = load_shipping_weights(path)
-    cfg = get_config(meta["config"])
-    cfg.vae.scaling_factor = float(meta["scaling_factor"])
-    model = build_model(cfg)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    man = manifest(cfg, model, cfg.name, dtype_name, {"source": "trained", "file": os.path.basename(path)},
-                   meta.get("scheduler") or scheduler_config("standin"))
-    mods = {k: m.to(dev, dt).eval() for k, m in model.bundle_modules().items()}
-    return cfg, ModuleBundle(man, mods, dev, dt)
-
-
 def quality(bundle, unets, conds, dev):
     """Stage 3: the fp16 generation, then one per FP8 UNet from the same conditions and noise."""
     for u in [bundle["denoising_unet"], *unets.values()]:
@@ -169,7 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="sd15")
     ap.add_argument("--frames", type=int, default=24, help="frames of the timed window")
     ap.add_argument("--size", default="512x768", help="WxH of the work frame")
-    ap.add_argument("--dtype", default="float16", choices=sorted(DTYPES))
+    ap.add_argument("--dtype", default="float16", choices=sorted(RP.DTYPES))
     ap.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke test, FP8 emulated)")
     ap.add_argument("--variants", default="channel/tensor,tensor/tensor,channel/row")
     ap.add_argument("--min-features", type=int, default=64, help="linears with K or N below stay in --dtype")
@@ -189,16 +157,15 @@ def main(argv=None) -> int:
     def left():
         return a.budget - (time.time() - t_start)
 
-    dev, dt = torch.device(a.device), DTYPES[a.dtype]
+    dev, dt = torch.device(a.device), RP.DTYPES[a.dtype]
     variants = a.variants.split(",")
     for v in variants:
         parse_variant(v)
     W, H = (int(v) for v in a.size.split("x"))
     cfg = get_config(a.config)
     model = build_random(cfg, seed=0)  # exercised: every layer, motion modules included, reaches the output
-    man = manifest(cfg, model, cfg.name, a.dtype, {"source": "random", "seed": 0, "exercised": True})
-    mods = {k: m.to(dev, dt).eval() for k, m in model.bundle_modules().items()}
-    bundle = ModuleBundle(man, mods, dev, dt)
+    bundle = EagerBundle(model, None, "random", a.device, a.dtype)
+    man, mods = bundle.manifest, bundle.modules
     unet = mods["denoising_unet"]
     unets, conversions = {}, {}
     for v in variants:
@@ -284,11 +251,12 @@ def main(argv=None) -> int:
         results["quality_trained"] = {"skipped": f"{left():.0f} s of budget left"}
     elif a.trained:
         try:
-            tcfg, tbundle = load_trained(a.trained, dev, dt, a.dtype)
+            tbundle = eager_from_weights(a.trained, a.device, a.dtype)
+            geo = tbundle.manifest["geometry"]
             tunets = {v: fp8_unet(tbundle["denoising_unet"], v, a.min_features)[0] for v in good}
             tconds = RP.synthetic_conds(tbundle.manifest, a.quality_frames, seed=0, steps=a.steps)
             results["quality_trained"] = quality(tbundle, tunets, tconds, dev)
-            results["quality_trained"]["model"] = f"{tcfg.name} {tcfg.width}x{tcfg.height} ({os.path.basename(a.trained)})"
+            results["quality_trained"]["model"] = f"{tbundle.manifest['config']} {geo['width']}x{geo['height']} ({os.path.basename(a.trained)})"
             del tunets, tbundle
         except Exception as e:
             traceback.print_exc()
