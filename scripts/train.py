@@ -124,6 +124,28 @@ def measure_latent_scale(model: StandinModel, batches: Iterator[Dict], device, n
 
 
 # ----------------------------------------------------------------------------- one stage
+def diffusion_objective(model: StandinModel, scheduler_cfg: Dict, stage: Dict) -> DiffusionObjective:
+    """The image or video stage's objective with the stage's settings (defaults as in the recipe)."""
+    return DiffusionObjective(model, scheduler_cfg, stage.get("reference_drop", 0.1), stage.get("outside_mask_weight", 0.25))
+
+
+def make_optimizer(params, lr: float, cuda: bool) -> torch.optim.Optimizer:
+    try:  # one fused kernel for the whole update on CUDA (torch >= 2)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.99), fused=cuda)
+    except (TypeError, RuntimeError):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
+
+
+def apply_update(loss, opt, params, ema, model: StandinModel, trained_names) -> torch.Tensor:
+    """One update from a step's loss: gradients, clipping at norm 1, AdamW, the EMA; the gradient norm."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    ema.update(model, trained_names)
+    return gn
+
+
 def run_stage(args, cfg_train: Dict, stage: Dict, model: StandinModel, state: Dict, device, started: float) -> bool:
     """Trains ``stage`` from state["step"]; returns True when the stage is finished."""
     name = stage["name"]
@@ -145,16 +167,12 @@ def run_stage(args, cfg_train: Dict, stage: Dict, model: StandinModel, state: Di
                                  stage.get("character_weight", 3.0)).to(device)
     else:
         model.cfg.vae.scaling_factor = state["scaling_factor"]
-        objective = DiffusionObjective(model, cfg_train["scheduler"], stage.get("reference_drop", 0.1),
-                                       stage.get("outside_mask_weight", 0.25)).to(device)
+        objective = diffusion_objective(model, cfg_train["scheduler"], stage).to(device)
     wrapped = objective
     if dist.is_initialized():
         wrapped = torch.nn.parallel.DistributedDataParallel(objective, device_ids=[device.index] if args.cuda else None,
                                                             find_unused_parameters=True)
-    try:  # one fused kernel for the whole update on CUDA (torch >= 2)
-        opt = torch.optim.AdamW(params, lr=stage["lr"], weight_decay=0.01, betas=(0.9, 0.99), fused=args.cuda)
-    except (TypeError, RuntimeError):
-        opt = torch.optim.AdamW(params, lr=stage["lr"], weight_decay=0.01, betas=(0.9, 0.99))
+    opt = make_optimizer(params, stage["lr"], args.cuda)
     ema = ckpt.EMA(model, stage.get("ema", 0.999))
     trained_names = [n for n, p in model.named_parameters() if p.requires_grad]
     if state.get("optimizer") is not None and state.get("optimizer_stage") == state["stage_index"]:
@@ -188,11 +206,7 @@ def run_stage(args, cfg_train: Dict, stage: Dict, model: StandinModel, state: Di
             else:
                 use_obj = bool(step_rng.random() < stage.get("object_steps", 0.3))
                 out = wrapped(b, use_obj, gen)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.update(model, trained_names)
+        gn = apply_update(out["loss"], opt, params, ema, model, trained_names)
         step += 1
         n_log += 1
         for k, v in out.items():

@@ -31,7 +31,8 @@ from standin_model.config import get_config  # noqa: E402
 from standin_model.model import StandinModel  # noqa: E402
 from standin_train import checkpoints as ckpt  # noqa: E402
 from standin_train.data import Backgrounds, DataConfig, SampleMaker, to_tensors  # noqa: E402
-from standin_train.objectives import DiffusionObjective, trainable_parameters  # noqa: E402
+from standin_train.objectives import trainable_parameters  # noqa: E402
+from train import apply_update, diffusion_objective, make_optimizer  # noqa: E402
 
 
 def tiny_assets(root: str):
@@ -88,12 +89,8 @@ def main(argv=None) -> int:
     base = to_tensors(raw, dev)
     model = StandinModel(get_config(cfg_train["model"])).to(dev)
     params = trainable_parameters(model, a.stage)
-    objective = DiffusionObjective(model, cfg_train["scheduler"], stage.get("reference_drop", 0.1),
-                                   stage.get("outside_mask_weight", 0.25)).to(dev)
-    try:
-        opt = torch.optim.AdamW(params, lr=1e-4, fused=cuda)
-    except (TypeError, RuntimeError):
-        opt = torch.optim.AdamW(params, lr=1e-4)
+    objective = diffusion_objective(model, cfg_train["scheduler"], stage).to(dev)
+    opt = make_optimizer(params, stage["lr"], cuda)
     ema = ckpt.EMA(model, stage.get("ema", 0.999))
     trained_names = [n for n, p in model.named_parameters() if p.requires_grad]
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
@@ -108,11 +105,7 @@ def main(argv=None) -> int:
     def step(b):
         with amp:
             out = objective(b, False, gen)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.update(model, trained_names)
+        apply_update(out["loss"], opt, params, ema, model, trained_names)
         return float(out["loss"])  # train.py reads the loss every step (a sync), so does this
 
     print("| batch | s per step | samples/s | frames/s | GPU busy | peak GiB |", flush=True)
