@@ -15,6 +15,7 @@ markdown table (eval/table.md), the numbers (eval/results.json) and a contact sh
   random weights      the same architecture with random weights (scripts/export_bundle.py)
   tiny (random)       the tiny random bundle at its own 64x96 size, scaled back up
   background only     the redraw region filled with the true background plate
+a ceiling (--rows ...,vae_roundtrip): the true frames through the bundle's VAE and back,
 and two diagnostic mixes of the trained row's frames with the truth (--rows ...,trained_character,
 trained_fill; after "trained"): its pixels only on the true character (true background around it),
 and the true character with its pixels around it (standin_train.evaluate.oracle_mixes).
@@ -47,12 +48,7 @@ def make_clips(pack_dir: str, backgrounds_dir: str, n: int, frames: int, seed: i
                      depth_unknown_probability=0.0, virtual_clip_frames=(frames, 3 * frames))
     maker = SampleMaker(synth.AssetPack.load(pack_dir), Backgrounds(backgrounds_dir, split), cfg, split=split)
     rng = np.random.default_rng(seed)
-    clips = []
-    while len(clips) < n:
-        try:
-            clips.append(maker.make(rng))
-        except RuntimeError:
-            continue
+    clips = [maker.make_renderable(rng) for _ in range(n)]
     return clips
 
 
@@ -144,6 +140,18 @@ def bundle_row(bundle, steps: int, cfg: float, use_reference: bool = True, sampl
     return run
 
 
+def vae_roundtrip_row(bundle):
+    """The true frames through the bundle's VAE and back: what the best possible denoiser could draw."""
+    def run(sample, i):
+        from standin_train import conditions as C
+        frames = sample["frames"]
+        x = torch.from_numpy(np.stack([C.to_m11(f) for f in frames])).to(bundle.device, bundle.dtype)
+        with torch.no_grad():
+            out = bundle["vae_decoder"](bundle["vae_encoder"](x)).float().clamp(-1, 1).cpu()
+        return E.frames_to_uint8(out)
+    return run
+
+
 def background_row(sample, i):
     return np.repeat(sample["background"][None], sample["frames"].shape[0], axis=0)
 
@@ -226,6 +234,7 @@ def main(argv=None) -> int:
                                         Bundle(args.tiny_bundle).manifest["defaults"]["steps"], cfg)
              if os.path.exists(args.tiny_bundle) else None),
             ("background", lambda: background_row),
+            ("vae_roundtrip", lambda: vae_roundtrip_row(trained)),
             ("trained_character", lambda: mixed("character")),
             ("trained_fill", lambda: mixed("fill"))]
     for name, make in plan:

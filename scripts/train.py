@@ -60,15 +60,12 @@ class Samples(torch.utils.data.IterableDataset):
         rng = np.random.default_rng([self.seed, worker])
         maker = self.make_maker()
         while True:
-            try:
-                yield maker.make(rng)
-            except RuntimeError:  # e.g. the character left the frame: draw again
-                continue
+            yield maker.make_renderable(rng)
 
 
 def loader(args, data_cfg: DataConfig, batch: int, seed: int) -> Iterator[Dict]:
     ds = Samples(args.pack, args.backgrounds, data_cfg, seed)
-    ds.make_maker().make(np.random.default_rng(seed))  # JIT-compile in the parent: workers fork it
+    ds.make_maker().make_renderable(np.random.default_rng(seed))  # JIT-compile in the parent: workers fork it
     if args.workers == 0:
         def gen():
             it = iter(ds)

@@ -11,6 +11,8 @@ gradient clipping, EMA) for each batch size, the batch repeated: wall time per s
 steps, samples/s, and for the first batch size one profiled step: the GPU's kernel time as a share
 of the step's wall time (low = the step waits on the host: launches, syncs, Python). Data loading is
 not part of it (train.py's log has the loader's wait). On the CPU it is a smoke test (tiny batches).
+--sdpa cudnn,flash,... repeats the table with attention limited to each kernel family (the image
+stage's step spends about three quarters of its GPU time in attention at head size 32).
 """
 from __future__ import annotations
 
@@ -55,12 +57,7 @@ def one_batch(cfg_train, stage, n, pack, bg):
     data_cfg = DataConfig.from_dict({**cfg_train["data"], "frames": stage.get("frames", 1), **stage.get("data", {})})
     maker = SampleMaker(synth.AssetPack.load(pack), Backgrounds(bg, "train"), data_cfg, split="train")
     rng = np.random.default_rng(0)
-    items = []
-    while len(items) < n:
-        try:
-            items.append(maker.make(rng))
-        except RuntimeError:
-            continue
+    items = [maker.make_renderable(rng) for _ in range(n)]
     return torch.utils.data.default_collate(items)
 
 
@@ -72,11 +69,16 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--render", type=int, default=16, help="distinct samples rendered (repeated up to the batch)")
     ap.add_argument("--deadline", type=float, default=240, help="seconds: skip batch sizes past this")
+    ap.add_argument("--sdpa", default="default",
+                    help="attention kernels to time, comma-separated: default (PyTorch's choice), cudnn, flash, "
+                         "efficient, math (torch.nn.attention.sdpa_kernel; GPU only)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     t_start = time.time()
     cuda = torch.cuda.is_available()
     dev = torch.device("cuda" if cuda else "cpu")
+    for backend in a.sdpa.split(","):
+        attention_kernels(backend, cuda)  # refuses an unknown or unavailable choice before the set-up
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -98,7 +100,7 @@ def main(argv=None) -> int:
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     frames = stage.get("frames", 1)
     results = {"config": a.config, "stage": a.stage, "gpu": torch.cuda.get_device_name() if cuda else "cpu",
-               "torch": torch.__version__, "frames_per_sample": frames, "runs": []}
+               "torch": torch.__version__, "frames_per_sample": frames, "runs": [], "profile_top": {}}
     print(f"{results['gpu']}, torch {torch.__version__}, stage {a.stage}, {frames} frame(s) per sample, "
           f"set-up {time.time() - t_start:.0f} s", flush=True)
 
@@ -108,12 +110,9 @@ def main(argv=None) -> int:
         apply_update(out["loss"], opt, params, ema, model, trained_names)
         return float(out["loss"])  # train.py reads the loss every step (a sync), so does this
 
-    print("| batch | s per step | samples/s | frames/s | GPU busy | peak GiB |", flush=True)
-    print("|---|---|---|---|---|---|", flush=True)
-    for i, n in enumerate(int(x) for x in a.batches.split(",")):
-        if time.time() - t_start > a.deadline:
-            print(f"| {n} | skipped: past --deadline | | | | |", flush=True)
-            continue
+    def time_batch(backend, i, n):
+        """Seconds per step at batch n (the rendered samples repeated); the first batch size of each
+        kernel choice also gets one profiled step: the GPU's kernel time as a share of the wall time."""
         reps = -(-n // a.render)
         b = {k: (v.repeat(reps, *([1] * (v.dim() - 1)))[:n] if torch.is_tensor(v) else v) for k, v in base.items()}
         if cuda:
@@ -135,28 +134,57 @@ def main(argv=None) -> int:
                     step(b)
                     sync()
                     wall = time.time() - t1
-                kernel_us = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0))
-                                for e in prof.key_averages())
+                # kernels only: an operator's row repeats the time of the kernels it launched
+                kernel_us = sum(e.self_device_time_total for e in prof.key_averages()
+                                if e.device_type == torch.autograd.DeviceType.CUDA)
                 busy = kernel_us / 1e6 / wall
-                results["profile_top"] = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=15)
+                results["profile_top"][backend] = prof.key_averages().table(sort_by="self_cuda_time_total",
+                                                                            row_limit=12)
             peak = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else 0.0
-            r = {"batch": n, "s_per_step": per, "samples_per_s": n / per, "frames_per_s": n * frames / per,
-                 "gpu_busy": busy, "peak_gib": peak}
+            return {"attention": backend, "batch": n, "s_per_step": per, "samples_per_s": n / per,
+                    "frames_per_s": n * frames / per, "gpu_busy": busy, "peak_gib": peak}
         except torch.cuda.OutOfMemoryError if cuda else MemoryError as e:  # noqa: E501
-            r = {"batch": n, "error": f"out of memory: {str(e).splitlines()[0][:80]}"}
+            return {"attention": backend, "batch": n, "error": f"out of memory: {str(e).splitlines()[0][:80]}"}
+
+    print("| attention | batch | s per step | samples/s | frames/s | GPU busy | peak GiB |", flush=True)
+    print("|---|---|---|---|---|---|---|", flush=True)
+    runs = [(backend, i, int(n)) for backend in a.sdpa.split(",") for i, n in enumerate(a.batches.split(","))]
+    for backend, i, n in runs:
+        if time.time() - t_start > a.deadline:
+            print(f"| {backend} | {n} | skipped: past --deadline | | | | |", flush=True)
+            continue
+        with attention_kernels(backend, cuda):
+            r = time_batch(backend, i, n)
         results["runs"].append(r)
         if "error" in r:
-            print(f"| {n} | {r['error']} | | | | |", flush=True)
+            print(f"| {backend} | {n} | {r['error']} | | | | |", flush=True)
         else:
-            print(f"| {n} | {per:.4f} | {r['samples_per_s']:.0f} | {r['frames_per_s']:.0f} | "
-                  f"{'-' if busy is None else f'{100 * busy:.0f} %'} | {peak:.1f} |", flush=True)
+            busy = r["gpu_busy"]
+            print(f"| {backend} | {n} | {r['s_per_step']:.4f} | {r['samples_per_s']:.0f} | {r['frames_per_s']:.0f} | "
+                  f"{'-' if busy is None else f'{100 * busy:.0f} %'} | {r['peak_gib']:.1f} |", flush=True)
         if a.out:
             with open(a.out, "w") as f:
                 json.dump(results, f, indent=1)
-    if results.get("profile_top"):
-        print(results["profile_top"], flush=True)
+    for backend, table in results["profile_top"].items():
+        print(f"-- {backend}\n{table}", flush=True)
     print(f"done in {time.time() - t_start:.0f} s", flush=True)
     return 0
+
+
+def attention_kernels(backend: str, cuda: bool):
+    """A context that limits scaled_dot_product_attention to one kernel family ("default": no limit)."""
+    import contextlib
+    if backend == "default":
+        return contextlib.nullcontext()
+    if not cuda:
+        raise SystemExit(f"--sdpa {backend}: choosing attention kernels needs a GPU")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    names = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+             "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+    if backend not in names:
+        raise SystemExit(f"--sdpa {backend}: one of default, {', '.join(names)}")
+    return sdpa_kernel([names[backend]])
+
 
 
 if __name__ == "__main__":

@@ -167,6 +167,16 @@ class SampleMaker:
                                  world_offset=offset)
 
     # -- the sample -----------------------------------------------------------------------
+    def make_renderable(self, rng: np.random.Generator, attempts: int = 1000) -> Dict[str, np.ndarray]:
+        """``make`` drawn again until a sample renders (``make`` raises RuntimeError when the
+        draw cannot be shown, e.g. the character walks out of the frame)."""
+        for _ in range(attempts - 1):
+            try:
+                return self.make(rng)
+            except RuntimeError:
+                continue
+        return self.make(rng)  # the last attempt's error reaches the caller
+
     def make(self, rng: np.random.Generator) -> Dict[str, np.ndarray]:
         cfg = self.cfg
         W, H, F, ss = cfg.width, cfg.height, cfg.frames, cfg.supersample

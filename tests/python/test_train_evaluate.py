@@ -28,3 +28,19 @@ def test_each_mix_keeps_its_part_of_the_generated_frames():
     mixes = E.oracle_mixes(generated, s)
     np.testing.assert_array_equal(mixes["character"], np.where(on, generated, s["background"][None]))
     np.testing.assert_array_equal(mixes["fill"], np.where(on, s["frames"], generated))
+
+
+def test_vae_roundtrip_row_with_a_lossless_vae_returns_the_truth():
+    import torch
+    import evaluate
+
+    class LosslessBundle:
+        device, dtype = torch.device("cpu"), torch.float32
+        modules = {"vae_encoder": lambda x: x * 2.0, "vae_decoder": lambda z: z / 2.0}
+
+        def __getitem__(self, name):
+            return self.modules[name]
+
+    frames = np.random.default_rng(0).integers(0, 256, (3, 12, 8, 3), dtype=np.uint8)
+    out = evaluate.vae_roundtrip_row(LosslessBundle())({"frames": frames}, 0)
+    assert out.dtype == np.uint8 and np.array_equal(out, frames)

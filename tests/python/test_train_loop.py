@@ -46,13 +46,29 @@ def maker(assets, frames=1, **kw):
 
 
 def draw(m, seed, tries=50):
-    rng = np.random.default_rng(seed)
-    for _ in range(tries):
-        try:
-            return m.make(rng)
-        except RuntimeError:  # the character left the frame: the sampler draws again
-            continue
-    raise AssertionError("no sample in 50 draws")
+    return m.make_renderable(np.random.default_rng(seed), attempts=tries)
+
+
+class _FlakyMaker(SampleMaker):
+    """make() fails (as a draw that cannot be shown does) until its budget of failures is spent."""
+
+    def __init__(self, failures):
+        self.failures, self.calls = failures, 0
+
+    def make(self, rng):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RuntimeError("character walks out of the frame")
+        return {"draw": self.calls}
+
+
+def test_make_renderable_draws_again_and_gives_up_with_the_error():
+    m = _FlakyMaker(failures=3)
+    assert m.make_renderable(np.random.default_rng(0), attempts=10) == {"draw": 4}
+    m = _FlakyMaker(failures=10)
+    with pytest.raises(RuntimeError, match="walks out"):
+        m.make_renderable(np.random.default_rng(0), attempts=5)
+    assert m.calls == 5
 
 
 @pytest.mark.parametrize("frames", [1, 3])
