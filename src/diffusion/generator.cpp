@@ -739,20 +739,120 @@ Result<at::Tensor> Generator::sample(const ReferenceFeatures& ref, ConditionSour
   }
 }
 
+namespace {
+
+// Frames [a, b) of latents [1,4,T,h,w] (on any device) through `bundle`'s VAE decoder:
+// [b-a,3,H,W] float32 on the host, in [-1, 1].
+at::Tensor decode_frames(const Bundle& bundle, const at::Tensor& latents, int64_t a, int64_t b) {
+  compat::InferenceGuard guard;
+  const at::Tensor z =
+      latents.slice(2, a, b).squeeze(0).permute({1, 0, 2, 3}).to(bundle.device()) / bundle.config().scaling_factor;
+  return bundle.vae_decoder().decode(z).to(at::kFloat).clamp(-1, 1).to(at::kCPU).contiguous();
+}
+
+// The decode over several replicas: replica r decodes chunks r, r + n, ..; the calling thread
+// hands them to the sink in order, so the sink sees exactly the one-device sequence. A replica
+// runs at most two laps ahead of the sink, which bounds the decoded frames waiting in host memory
+// when the sink (compositing, encoding) is the slower side. Latents go to other devices through
+// host memory, as in spread_step.
+Status spread_decode(const std::vector<const Bundle*>& replicas, const at::Tensor& latents, int64_t chunk,
+                     const FrameSink& sink) {
+  const size_t n = replicas.size();
+  const int64_t T = latents.size(2);
+  const size_t chunks = static_cast<size_t>((T + chunk - 1) / chunk);
+  const at::Device primary = replicas.front()->device();
+  const at::Tensor latents_host = latents.device().is_cpu() ? latents : latents.to(at::kCPU);
+  struct Shared {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::vector<at::Tensor> frames;  // per chunk, taken by the sink loop
+    std::vector<bool> done;
+    size_t consumed = 0;             // chunks handed to the sink
+    std::optional<Error> error;
+    bool stop = false;
+  } shared;
+  shared.frames.resize(chunks);
+  shared.done.assign(chunks, false);
+
+  const auto work = [&](size_t r) {
+    const Bundle& bundle = *replicas[r];
+    const at::Device device = bundle.device();
+    const at::Tensor& source = device == primary ? latents : latents_host;
+    std::optional<Error> failure;
+    try {
+      compat::WorkerThreadScope scope(device);
+      for (size_t k = r; k < chunks; k += n) {
+        {
+          std::unique_lock<std::mutex> lock(shared.mutex);
+          shared.changed.wait(lock, [&] { return shared.stop || k < shared.consumed + 2 * n; });
+          if (shared.stop) return;
+        }
+        const int64_t a = static_cast<int64_t>(k) * chunk;
+        at::Tensor frames = decode_frames(bundle, source, a, std::min<int64_t>(T, a + chunk));
+        std::lock_guard<std::mutex> lock(shared.mutex);
+        shared.frames[k] = std::move(frames);
+        shared.done[k] = true;
+        shared.changed.notify_all();
+      }
+    } catch (const std::exception& e) {
+      failure = torch_error(e, "decoding on " + device.str());
+    } catch (...) {
+      failure = Error::runtime("decoding on " + device.str() + " failed with an unknown exception");
+    }
+    if (failure) {
+      std::lock_guard<std::mutex> lock(shared.mutex);
+      if (!shared.error) shared.error = std::move(failure);
+      shared.stop = true;
+      shared.changed.notify_all();
+    }
+  };
+
+  ReplicaThreads threads(std::min<size_t>(n, chunks));
+  // After `shared` and `threads`: on any return the replicas stop after their current chunk and
+  // the job has finished before `shared` goes.
+  struct FinishAtExit {
+    Shared& shared;
+    ReplicaThreads& threads;
+    ~FinishAtExit() {
+      {
+        std::lock_guard<std::mutex> lock(shared.mutex);
+        shared.stop = true;
+      }
+      shared.changed.notify_all();
+      threads.wait();
+    }
+  } finish_at_exit{shared, threads};
+  threads.start(work);
+
+  for (size_t k = 0; k < chunks; ++k) {
+    at::Tensor frames;
+    {
+      std::unique_lock<std::mutex> lock(shared.mutex);
+      shared.changed.wait(lock, [&] { return shared.done[k] || shared.error.has_value(); });
+      if (!shared.done[k]) return *shared.error;
+      frames = std::move(shared.frames[k]);
+      shared.consumed = k + 1;
+    }
+    shared.changed.notify_all();
+    if (sink) STANDIN_TRY(sink(static_cast<int64_t>(k) * chunk, frames));
+    STANDIN_TRY(check_interrupted());
+  }
+  return Status::success();
+}
+
+}  // namespace
+
 Status Generator::decode(const at::Tensor& latents, const FrameSink& sink, int chunk) const {
   STANDIN_TRY(check_replicas());
-  const BundleConfig& c = primary().config();
   if (!latents.defined() || latents.dim() != 5 || latents.size(0) != 1)
     return Error::runtime("decode needs latents [1,4,T,h,w], got " + shape_of(latents));
   const int64_t T = latents.size(2);
   chunk = std::max(chunk, 1);
+  if (replicas_.size() > 1 && T > chunk) return spread_decode(replicas_, latents, chunk, sink);
   for (int64_t a = 0; a < T; a += chunk) {
-    const int64_t b = std::min<int64_t>(T, a + chunk);
     at::Tensor frames;
     try {
-      compat::InferenceGuard guard;
-      const at::Tensor z = latents.slice(2, a, b).squeeze(0).permute({1, 0, 2, 3}) / c.scaling_factor;
-      frames = primary().vae_decoder().decode(z).to(at::kFloat).clamp(-1, 1).to(at::kCPU).contiguous();
+      frames = decode_frames(primary(), latents, a, std::min<int64_t>(T, a + chunk));
     } catch (const std::exception& e) {
       return torch_error(e, "decoding");
     }

@@ -10,13 +10,15 @@
 //     order, from one thread at a time — draw them from keypoints, do not keep decoded images);
 //     their pose-guider features are cached for the whole clip only when that fits
 //     SamplingSettings::pose_cache_bytes;
-//   * decoded frames go to a FrameSink chunk by chunk and are not kept.
+//   * decoded frames go to a FrameSink chunk by chunk and are not kept (over several replicas at
+//     most two chunks per replica wait on the host for the sink).
 // Several devices (Generator over replicas, docs/SAMPLING.md "Several devices"): the first
 // replica (the primary) holds all of the above; every other device holds its replica's modules,
 // a copy of the scene latents, of the cached pose / object features (each within
 // pose_cache_bytes, as on the primary) and of the reference features, made once per run, plus
-// one UNet call's activations. The clip's latents, the step's sum and the decode stay on the
-// primary, so a replica's device needs no more than the primary's.
+// one UNet call's activations. The clip's latents and the step's sum stay on the primary, so a
+// replica's device needs no more than the primary's; the decode's chunks are spread over the
+// replicas as well, and reach the sink in order, from the calling thread.
 //
 // Typical use from the pipeline:
 //   STANDIN_ASSIGN_OR_RETURN(auto bundle, Bundle::load(dir, DeviceSpec{"cuda"}, DType::fp16));
@@ -202,7 +204,8 @@ class Generator {
                             const SamplingSettings& settings, const at::Tensor& noise = {},
                             GenerationStats* stats = nullptr) const;
 
-  // Decode latents [1,4,T,h,w] in chunks of `chunk` frames into `sink`.
+  // Decode latents [1,4,T,h,w] in chunks of `chunk` frames into `sink` (called in frame order,
+  // from this thread, also when the chunks are decoded on several replicas).
   Status decode(const at::Tensor& latents, const FrameSink& sink, int chunk = 8) const;
 
   // encode_reference + sample + decode. `sink` may be empty (latents only).

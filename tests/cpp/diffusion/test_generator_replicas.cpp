@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -253,6 +255,57 @@ TEST(LoadReplicas, OneBundlePerDeviceOrTheFirstError) {
   EXPECT_EQ(missing.error().code, ExitCode::model);
   EXPECT_NE(missing.error().message.find("loading the model on cpu"), std::string::npos) << missing.error().message;
   EXPECT_FALSE(load_replicas(dir, {}).ok());
+}
+
+// The decode spreads its chunks over the replicas too; the sink must still get the one-device
+// frames, chunk by chunk, in order, from the calling thread.
+struct RecordingSink {
+  std::vector<int64_t> firsts;
+  std::vector<at::Tensor> frames;
+  std::thread::id thread;
+  bool other_thread = false;
+  int64_t fail_at = -1;  // first frame of the chunk whose hand-over fails
+  FrameSink sink() {
+    thread = std::this_thread::get_id();
+    return [this](int64_t first, const at::Tensor& rgb) -> Status {
+      if (std::this_thread::get_id() != thread) other_thread = true;
+      if (first == fail_at) return Error::runtime("disk full at frame " + std::to_string(first));
+      firsts.push_back(first);
+      frames.push_back(rgb.clone());
+      return Status::success();
+    };
+  }
+};
+
+TEST_F(TinyReplicas, SpreadDecodeHandsTheSinkTheOneDeviceFramesInOrder) {
+  const auto& cfg = bundles_[0]->config();
+  constexpr int64_t kFrames = 11;  // chunks of 2: five full ones and a single frame
+  const at::Tensor latents =
+      Generator::make_noise(41, kFrames, H / cfg.vae_scale_factor, W / cfg.vae_scale_factor) * cfg.scaling_factor;
+  RecordingSink one;
+  ASSERT_TRUE(Generator(*bundles_[0]).decode(latents, one.sink(), 2).ok());
+  ASSERT_EQ(one.firsts, (std::vector<int64_t>{0, 2, 4, 6, 8, 10}));
+  for (size_t n : {2u, 3u}) {
+    RecordingSink spread;
+    const Status st = Generator(replicas(n)).decode(latents, spread.sink(), 2);
+    ASSERT_TRUE(st.ok()) << st.error().message;
+    EXPECT_EQ(spread.firsts, one.firsts);
+    EXPECT_FALSE(spread.other_thread) << "the sink was called from a replica's thread";
+    ASSERT_EQ(spread.frames.size(), one.frames.size());
+    for (size_t k = 0; k < one.frames.size(); ++k)
+      EXPECT_TRUE(at::equal(spread.frames[k], one.frames[k])) << n << " replicas, chunk " << k;
+  }
+}
+
+TEST_F(TinyReplicas, ASinkErrorStopsTheSpreadDecode) {
+  const auto& cfg = bundles_[0]->config();
+  const at::Tensor latents = Generator::make_noise(42, 12, H / cfg.vae_scale_factor, W / cfg.vae_scale_factor);
+  RecordingSink failing;
+  failing.fail_at = 4;
+  const Status st = Generator(replicas(2)).decode(latents, failing.sink(), 2);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("disk full at frame 4"), std::string::npos) << st.error().message;
+  EXPECT_EQ(failing.firsts, (std::vector<int64_t>{0, 2}));
 }
 
 }  // namespace
