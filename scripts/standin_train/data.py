@@ -56,6 +56,7 @@ class DataConfig:
     locomotion_probability: float = 0.5
     identity_reuse: float = 0.75              # draw from the last few identities (their textures are baked)
     identity_pool: int = 8
+    body_hue_jitter: float = 0.05             # turns of hue shift of a body texture (0.5: any hue)
 
     @classmethod
     def from_dict(cls, d: Dict) -> "DataConfig":
@@ -143,7 +144,7 @@ class SampleMaker:
         cfg = self.cfg
         if self._recent and rng.random() < cfg.identity_reuse:
             return self._recent[int(rng.integers(len(self._recent)))]
-        ident = self.pack.sample_identity(rng, split=self.split)
+        ident = self.pack.sample_identity(rng, split=self.split, hue_jitter=cfg.body_hue_jitter)
         self._recent = (self._recent + [ident])[-cfg.identity_pool:]
         return ident
 

@@ -294,12 +294,14 @@ class AssetPack:
         return r
 
     def sample_identity(self, rng: np.random.Generator, split: str = "train",
-                        state: str | None = None) -> Identity:
+                        state: str | None = None, hue_jitter: float = 0.05) -> Identity:
         """A random character of ``split`` ('train', 'test' or 'all'): a human unit actor with
         one variant per group (body texture restricted to the split), props resolved
         recursively, a random team colour and colour jitter. ``state``: None = the default look
         most of the time and a unit-state variant (carry_*, gather_*, ...) otherwise; '' =
-        always default; a name = that state when the actor has it."""
+        always default; a name = that state when the actor has it. ``hue_jitter``: the body
+        texture's hue shift is drawn from +-this many turns (0.5: any hue); the draws are the same
+        whatever its value, so a seed gives the same character in another colour."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
         roots = self._roots_by_split[split]
@@ -326,7 +328,7 @@ class AssetPack:
             anims = sorted({i for lst in r["anims"].values() for i in lst})
             h, s, v = rng.random(), rng.uniform(0.45, 1.0), rng.uniform(0.35, 1.0)
             team = tuple(float(c) for c in _hsv_to_rgb(h, s, v))
-            jitter = (float(rng.uniform(-0.05, 0.05)), float(rng.uniform(0.7, 1.3)),
+            jitter = (float(rng.uniform(-hue_jitter, hue_jitter)), float(rng.uniform(0.7, 1.3)),
                       float(rng.uniform(0.8, 1.15)))
             return Identity(actor=root["actor"], state=use_state, body_texture=int(r["tex"]),
                             parts=tuple(parts), team_color=team, jitter_hsv=jitter,

@@ -135,3 +135,14 @@ def test_same_seed_same_identity_and_motion(pack):
     mb = pack.sample_motion(b, frames=5, identity=ib)
     assert ma.name == mb.name
     np.testing.assert_array_equal(ma.bones, mb.bones)
+
+
+def test_hue_jitter_widens_only_the_hue(pack):
+    narrow = [pack.sample_identity(np.random.default_rng(s)) for s in range(40)]
+    wide = [pack.sample_identity(np.random.default_rng(s), hue_jitter=0.5) for s in range(40)]
+    assert max(abs(i.jitter_hsv[0]) for i in narrow) <= 0.05
+    assert max(abs(i.jitter_hsv[0]) for i in wide) > 0.2
+    for a, b in zip(narrow, wide):  # the same draws: the same character, another colour
+        assert dataclasses.replace(a, jitter_hsv=b.jitter_hsv) == b
+        assert a.jitter_hsv[1:] == b.jitter_hsv[1:]
+        assert b.jitter_hsv[0] == pytest.approx(a.jitter_hsv[0] * 10)
