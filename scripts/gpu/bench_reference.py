@@ -606,6 +606,11 @@ def cmd_compare(a) -> int:
         for k, v in s.items():
             lines.append(f"| {k} | {v:.2f} |")
         lines.append(f"| seconds per frame (total) | {rep.get('seconds_per_frame', 0):.3f} |")
+        detail = rep.get("analysis_detail")
+        if detail:
+            lines.append("")
+            lines.append("analysis, of which: " + ", ".join(
+                f"{k} {v:.3f} s" if isinstance(v, float) else f"{k} {v}" for k, v in detail.items()))
 
     compiled = _read_json(a.compiled)
     if compiled:

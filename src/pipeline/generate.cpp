@@ -86,6 +86,8 @@ struct Analysis {
   std::vector<PersonTrack> people;  // in --person order; one unless several were named
   std::set<int> track_ids;          // every person track seen (tracker or poses file)
   double seconds = 0;
+  double decode_s = 0;              // of `seconds`: reading the video's frames
+  vision::TrackerStats tracker;     // the tracker's share of this pass (zero without one)
   int64_t frame_count() const { return static_cast<int64_t>(people.front().frames.size()); }
 };
 
@@ -237,10 +239,13 @@ Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::Perso
   size_t next_pose = 0;
   Progress progress("analysing", info.frame_count);
   int64_t decoded = 0;
+  const vision::TrackerStats tracker_before = tracker ? tracker->stats() : vision::TrackerStats{};
   for (int64_t i = 0;; ++i) {
     STANDIN_TRY(check_interrupted());
     media::Frame frame;
+    const auto read_start = Clock::now();
     STANDIN_ASSIGN_OR_RETURN(bool got, reader.read(frame));
+    analysis.decode_s += seconds_since(read_start);
     if (!got) break;
     decoded = i + 1;
     if (i >= info.frame_count)  // container under-counted
@@ -332,6 +337,16 @@ Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::Perso
     for (auto& person : analysis.people) person.frames.resize(static_cast<size_t>(decoded));
   }
   analysis.seconds = seconds_since(start);
+  if (tracker) {
+    const vision::TrackerStats& after = tracker->stats();
+    analysis.tracker = {after.frames - tracker_before.frames,
+                        after.detector_runs - tracker_before.detector_runs,
+                        after.landmark_runs - tracker_before.landmark_runs,
+                        after.detector_s - tracker_before.detector_s,
+                        after.landmark_s - tracker_before.landmark_s,
+                        after.mask_s - tracker_before.mask_s,
+                        after.total_s - tracker_before.total_s};
+  }
   return analysis;
 }
 
@@ -1172,6 +1187,11 @@ Status run_generate(const GenerateRequest& req) {
                      {"reference_features", stats.reference_s}, {"conditions", stats.conditions_s},
                      {"denoise", stats.denoise_s}, {"decode_composite_encode", stats.decode_s},
                      {"generate_total", generate_s}, {"total", total_s}}},
+        // where the analysis time went (issue 11's analysis target): network calls vs the rest
+        {"analysis_detail", {{"decode", analysis.decode_s}, {"tracker", analysis.tracker.total_s},
+                             {"detector", analysis.tracker.detector_s}, {"detector_runs", analysis.tracker.detector_runs},
+                             {"landmark", analysis.tracker.landmark_s}, {"landmark_runs", analysis.tracker.landmark_runs},
+                             {"mask", analysis.tracker.mask_s}}},
         {"windows", stats.windows}, {"unet_calls", stats.unet_calls}, {"devices_used", stats.devices},
         {"seconds_per_frame", total_s / std::max<int64_t>(1, written)},
     };

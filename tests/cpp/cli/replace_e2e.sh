@@ -99,6 +99,16 @@ fi
 "$standin" replace -i "$clip" "${common[@]}" --metrics "$work/metrics.json" 2>"$work/log" || { fail "replace failed: $(cat "$work/log")"; }
 /usr/bin/python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); sys.exit(0 if m["devices"] == [m["device"]] and m["devices_used"] == 1 else 1)' \
   "$work/metrics.json" || fail "metrics.json does not list the one device used: $(head -c 600 "$work/metrics.json")"
+# the analysis' breakdown: its parts fit inside it, and network time comes with network runs
+/usr/bin/python3 - "$work/metrics.json" <<'PY' || fail "analysis_detail inconsistent: $(head -c 1500 "$work/metrics.json")"
+import json, sys
+m = json.load(open(sys.argv[1]))
+d, total = m["analysis_detail"], m["seconds"]["analysis"]
+assert set(d) == {"decode", "tracker", "detector", "detector_runs", "landmark", "landmark_runs", "mask"}, d
+assert 0 < d["decode"] and d["decode"] + d["tracker"] <= total + 1e-3, (d, total)
+assert d["detector"] + d["landmark"] + d["mask"] <= d["tracker"] + 1e-3, d
+assert (d["landmark_runs"] > 0) == (d["landmark"] > 0) and (d["detector_runs"] > 0) == (d["detector"] > 0), d
+PY
 if [[ -f $out ]]; then
   probe() { ffprobe -v error -select_streams "$2" -show_entries stream=nb_frames,r_frame_rate -of csv=p=0 "$1"; }
   [[ $(probe "$clip" v:0) == "$(probe "$out" v:0)" ]] || fail "video stream differs: $(probe "$clip" v:0) vs $(probe "$out" v:0)"
