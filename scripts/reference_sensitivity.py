@@ -50,15 +50,18 @@ def with_other_references(batch: dict) -> dict:
 
 
 def sensitivity(model, scheduler_cfg: dict, batch: dict, seeds: int) -> dict:
-    """Mean loss per case over `seeds` draws of timesteps and noise (the same draws for every case)."""
-    keep = DiffusionObjective(model, scheduler_cfg, reference_drop=0.0)
-    drop = DiffusionObjective(model, scheduler_cfg, reference_drop=1.0)
+    """Mean loss per case over `seeds` draws of timesteps and noise (the same draws for every case),
+    on the model's device."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    keep = DiffusionObjective(model, scheduler_cfg, reference_drop=0.0).to(device)
+    drop = DiffusionObjective(model, scheduler_cfg, reference_drop=1.0).to(device)
     inputs = {"own": (keep, batch), "other": (keep, with_other_references(batch)), "none": (drop, batch)}
     losses = {case: [] for case in CASES}
     with torch.no_grad():
         for seed in range(seeds):
             for case, (objective, b) in inputs.items():
-                out = objective(b, False, torch.Generator().manual_seed(seed))
+                out = objective(b, False, torch.Generator(device=device).manual_seed(seed))
                 losses[case].append(float(out["loss"]))
     return {case: {"mean": float(np.mean(v)), "per_seed": v} for case, v in losses.items()}
 
@@ -71,6 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (float32 either way: a loss, not a speed)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     if a.clips < 2:
@@ -87,7 +91,7 @@ def main(argv=None) -> int:
     cfg.vae.scaling_factor = float(meta["scaling_factor"])
     model = build_model(cfg)
     model.load_state_dict({k: v.float() for k, v in state.items()})
-    model.eval()
+    model.to(a.device).eval()
     clips = evaluate.load_clips(a.clips_file)[: a.clips]
     if len(clips) < 2:
         raise SystemExit(f"{a.clips_file}: {len(clips)} clip(s); two or more are needed")

@@ -63,6 +63,28 @@ class Samples(torch.utils.data.IterableDataset):
             yield maker.make_renderable(rng)
 
 
+def stage_data_config(cfg_train: Dict, stage: Dict) -> DataConfig:
+    """The data a stage renders: the run's data options, the stage's frames, the stage's overrides."""
+    return DataConfig.from_dict({**cfg_train["data"], "frames": stage.get("frames", 1), **stage.get("data", {})})
+
+
+def config_problem(cfg_train: Dict) -> Optional[str]:
+    """What is wrong with a training config, checked before any work (a typo in the last stage's
+    data options would otherwise surface only when that stage starts), or None."""
+    for s in cfg_train["stages"]:
+        if s.get("name") not in ("vae", "image", "video"):
+            return f"stage {s.get('name')!r}: the stages are vae, image and video"
+        repeats = s.get("sample_repeats", 1)
+        if not isinstance(repeats, int) or repeats < 1 or (repeats > 1 and s["name"] == "vae"):
+            return (f"stage {s['name']}: sample_repeats must be a whole number >= 1, "
+                    f"and 1 in the vae stage (its loss draws no noise), got {repeats!r}")
+        try:
+            stage_data_config(cfg_train, s)
+        except (KeyError, TypeError) as e:
+            return f"stage {s['name']}: {e}"
+    return None
+
+
 def loader(args, data_cfg: DataConfig, batch: int, seed: int) -> Iterator[Dict]:
     ds = Samples(args.pack, args.backgrounds, data_cfg, seed)
     ds.make_maker().make_renderable(np.random.default_rng(seed))  # JIT-compile in the parent: workers fork it
@@ -147,7 +169,7 @@ def run_stage(args, cfg_train: Dict, stage: Dict, model: StandinModel, state: Di
     """Trains ``stage`` from state["step"]; returns True when the stage is finished."""
     name = stage["name"]
     frames = stage.get("frames", 1)
-    data_cfg = DataConfig.from_dict({**cfg_train["data"], "frames": frames, **stage.get("data", {})})
+    data_cfg = stage_data_config(cfg_train, stage)
     world = dist.get_world_size() if dist.is_initialized() else 1
     rank = dist.get_rank() if dist.is_initialized() else 0
     seed = int(cfg_train["seed"]) * 1_000_003 + rank * 7919 + state["sessions"] * 104_729 + state["stage_index"]
@@ -340,11 +362,9 @@ def main(argv=None) -> int:
         for s in cfg_train["stages"]:
             if s["name"] == sname:
                 s[field] = json.loads(value)
-    for s in cfg_train["stages"]:
-        repeats = s.get("sample_repeats", 1)
-        if not isinstance(repeats, int) or repeats < 1 or (repeats > 1 and s["name"] == "vae"):
-            ap.error(f"{args.config}: stage {s['name']}: sample_repeats must be a whole number >= 1, "
-                     f"and 1 in the vae stage (its loss draws no noise), got {repeats!r}")
+    problem = config_problem(cfg_train)
+    if problem:
+        ap.error(f"{args.config}: {problem}")
     model_cfg = get_config(cfg_train["model"])
     torch.manual_seed(int(cfg_train["seed"]))
     model = StandinModel(model_cfg).to(device)

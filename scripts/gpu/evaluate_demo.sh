@@ -6,7 +6,8 @@
 #   device call (after train_demo.sh printed "training done", machine still warm; carry the clips):
 #   bash scripts/gpu/evaluate_demo.sh
 #
-# Leaves under $OUT one file, eval.tar.gz: eval-<variant>.json per sampling variant and
+# Leaves under $OUT one file, eval.tar.gz: eval-<variant>.json per sampling variant,
+# reference_sensitivity.json (scripts/reference_sensitivity.py) and
 # contact_sheet.png (one file, so that with train_demo.sh's six in the same call the $OUT limit of
 # eight files holds). The rows that need no GPU (tiny bundle, background only) run here with
 # --rows tiny,background.
@@ -35,4 +36,7 @@ for v in $VARIANTS; do
     --steps "$steps" --cfg "$cfg" --out "$RUN/eval-$steps-$cfg"
   cp "$RUN/eval-$steps-$cfg/results.json" "$EVAL/eval-$steps-$cfg.json"
 done
+# does the model use its reference? (docs/TRAINING.md "Run 4"; seconds on a GPU)
+python3 scripts/reference_sensitivity.py --weights "$WEIGHTS" --clips-file "$CLIPS" --device cuda \
+  --out "$EVAL/reference_sensitivity.json" || echo "reference_sensitivity exit $?"
 tar czf "$OUT/eval.tar.gz" -C "$EVAL" .

@@ -32,9 +32,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 from standin_model.config import get_config  # noqa: E402
 from standin_model.model import StandinModel  # noqa: E402
 from standin_train import checkpoints as ckpt  # noqa: E402
-from standin_train.data import Backgrounds, DataConfig, SampleMaker, to_tensors  # noqa: E402
+from standin_train.data import Backgrounds, SampleMaker, to_tensors  # noqa: E402
 from standin_train.objectives import trainable_parameters  # noqa: E402
-from train import apply_update, diffusion_objective, make_optimizer  # noqa: E402
+from train import apply_update, diffusion_objective, make_optimizer, stage_data_config  # noqa: E402
 
 
 def tiny_assets(root: str):
@@ -54,7 +54,7 @@ def tiny_assets(root: str):
 
 def one_batch(cfg_train, stage, n, pack, bg):
     import synth
-    data_cfg = DataConfig.from_dict({**cfg_train["data"], "frames": stage.get("frames", 1), **stage.get("data", {})})
+    data_cfg = stage_data_config(cfg_train, stage)
     maker = SampleMaker(synth.AssetPack.load(pack), Backgrounds(bg, "train"), data_cfg, split="train")
     rng = np.random.default_rng(0)
     items = [maker.make_renderable(rng) for _ in range(n)]

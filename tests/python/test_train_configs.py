@@ -1,0 +1,34 @@
+"""Every training config in configs/train passes train.py's start-up check (stage names, sample
+repeats, data options the renderer knows), and the check catches what it is there for."""
+import copy
+import glob
+import json
+import os
+
+import pytest
+
+import train
+
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "train", "*.json")))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_shipped_training_configs_pass_the_check(path):
+    with open(path) as f:
+        cfg = json.load(f)
+    assert train.config_problem(cfg) is None
+
+
+def test_the_check_names_the_stage_and_the_problem():
+    with open(CONFIGS[0]) as f:
+        good = json.load(f)
+    typo = copy.deepcopy(good)
+    typo["stages"][-1]["data"] = {"body_hue_jiter": 0.5}
+    assert "unknown data option 'body_hue_jiter'" in train.config_problem(typo)
+    assert train.config_problem(typo).startswith(f"stage {typo['stages'][-1]['name']}")
+    repeats = copy.deepcopy(good)
+    repeats["stages"][0]["sample_repeats"] = 2
+    assert "sample_repeats" in train.config_problem(repeats) and repeats["stages"][0]["name"] == "vae"
+    unknown = copy.deepcopy(good)
+    unknown["stages"][1]["name"] = "images"
+    assert "'images'" in train.config_problem(unknown)
