@@ -243,3 +243,12 @@ def test_sample_repeats_train_more_examples_per_rendered_sample(assets, tmp_path
     config.write_text(json.dumps(cfg))
     out = train(str(config), str(tmp_path / "run_vae"), assets, expect_rc=2)
     assert "sample_repeats" in out and "vae" in out
+
+
+def test_body_hue_jitter_reaches_the_identities(assets):
+    def hues(**kw):
+        m = maker(assets, identity_reuse=0.0, **kw)
+        rng = np.random.default_rng(3)
+        return [m._identity(rng).jitter_hsv[0] for _ in range(30)]
+    assert max(abs(h) for h in hues()) <= 0.05
+    assert max(abs(h) for h in hues(body_hue_jitter=0.5)) > 0.2
