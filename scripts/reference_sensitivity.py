@@ -10,14 +10,19 @@ another identity) and with none (the unconditional path the model learns from re
 A model that copies appearance from its reference loses clearly more with another identity's; one
 that draws the figure from the pose and the surroundings alone scores all three alike (docs/TRAINING.md
 "Run 4"). Cheaper than the evaluation's sampled rows (no sampling), so it can follow a run.
+It also reports the share of the denoiser's self-attention weight that lands on the reference
+tokens, per level (with as many reference tokens as own ones, uniform weights would give 50 %).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import sys
 import time
+from collections import defaultdict
 
 import numpy as np
 import torch
@@ -49,6 +54,30 @@ def with_other_references(batch: dict) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def reference_attention_shares(shares: dict):
+    """While active, every attention call whose keys are its queries' own tokens followed by as
+    many or more extra (reference) tokens adds its mean softmax weight on the extra ones to
+    shares[number of queries]. The model modules look ``attention`` up in standin_model.layers."""
+    import standin_model.layers as layers
+    plain = layers.attention
+
+    def observed(q, k, v, bias=None):
+        n, m = q.shape[2], k.shape[2]
+        if m >= 2 * n:
+            scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+            if bias is not None:
+                scores = scores + bias.float()
+            shares[n].append(float(scores.softmax(-1)[..., n:].sum(-1).mean()))
+        return plain(q, k, v, bias)
+
+    layers.attention = observed
+    try:
+        yield shares
+    finally:
+        layers.attention = plain
+
+
 def sensitivity(model, scheduler_cfg: dict, batch: dict, seeds: int) -> dict:
     """Mean loss per case over `seeds` draws of timesteps and noise (the same draws for every case),
     on the model's device."""
@@ -58,12 +87,17 @@ def sensitivity(model, scheduler_cfg: dict, batch: dict, seeds: int) -> dict:
     drop = DiffusionObjective(model, scheduler_cfg, reference_drop=1.0).to(device)
     inputs = {"own": (keep, batch), "other": (keep, with_other_references(batch)), "none": (drop, batch)}
     losses = {case: [] for case in CASES}
+    shares = defaultdict(list)
     with torch.no_grad():
         for seed in range(seeds):
             for case, (objective, b) in inputs.items():
-                out = objective(b, False, torch.Generator(device=device).manual_seed(seed))
+                watch = reference_attention_shares(shares) if case == "own" else contextlib.nullcontext()
+                with watch:
+                    out = objective(b, False, torch.Generator(device=device).manual_seed(seed))
                 losses[case].append(float(out["loss"]))
-    return {case: {"mean": float(np.mean(v)), "per_seed": v} for case, v in losses.items()}
+    result = {case: {"mean": float(np.mean(v)), "per_seed": v} for case, v in losses.items()}
+    result["reference_attention_share"] = {str(n): float(np.mean(v)) for n, v in sorted(shares.items())}
+    return result
 
 
 def main(argv=None) -> int:
@@ -100,6 +134,8 @@ def main(argv=None) -> int:
     print("| reference | loss | vs own |\n|---|---|---|")
     for case in CASES:
         print(f"| {case} | {result[case]['mean']:.4f} | {100 * (result[case]['mean'] / own - 1):+.1f} % |")
+    print("attention weight on the reference tokens (own reference), by queries per frame: " + ", ".join(
+        f"{n}: {100 * v:.1f} %" for n, v in result["reference_attention_share"].items()))
     print(f"{len(clips)} clips x {a.frames} frames, {a.seeds} noise draws, {time.time() - t0:.0f} s")
     if a.out:
         with open(a.out, "w") as f:

@@ -55,3 +55,16 @@ def test_the_cases_differ_for_a_model_that_reads_its_reference(model):
     assert all(np.isfinite(r[c]["mean"]) for c in RS.CASES)
     again = RS.sensitivity(model, SCHEDULER, batch, seeds=2)  # same draws: the same numbers
     assert again == r
+
+
+def test_attention_share_on_the_reference_is_reported_and_zero_when_dropped(model):
+    batch = RS.clip_batch(clips(2), 2)
+    r = RS.sensitivity(model, SCHEDULER, batch, seeds=1)
+    shares = r["reference_attention_share"]
+    assert shares and all(0.0 < v < 1.0 for v in shares.values()), shares
+    # the unconditional path masks the reference tokens out: no weight may land on them
+    dropped = RS.defaultdict(list)
+    drop = RS.DiffusionObjective(model, SCHEDULER, reference_drop=1.0)
+    with torch.no_grad(), RS.reference_attention_shares(dropped):
+        drop(batch, False, torch.Generator().manual_seed(0))
+    assert dropped and all(max(v) < 1e-6 for v in dropped.values()), dict(dropped)
