@@ -380,9 +380,10 @@ size_t replica_of_call(size_t k, size_t n) {
   return lap % 2 == 0 ? position : n - 1 - position;
 }
 
-// An exception on a replica's device, as an Error that names the device.
-Error device_error(const std::exception& e, const at::Device& device) {
-  Error error = torch_error(e, "denoising on " + device.str());
+// An exception on a replica's device while `doing` ("denoising", "decoding"), as an Error that
+// names the device (and, out of memory, how to leave it out).
+Error device_error(const std::exception& e, const at::Device& device, const std::string& doing) {
+  Error error = torch_error(e, doing + " on " + device.str());
   if (compat::is_out_of_memory(e))
     error.message += "; or leave " + device.str() + " out (--device cuda:N,cuda:M or CUDA_VISIBLE_DEVICES names the devices used)";
   return error;
@@ -442,7 +443,7 @@ Status spread_step(WindowEvaluator& evaluator, const std::vector<Replica>& repli
         shared.ready.notify_all();
       }
     } catch (const std::exception& e) {
-      failure = device_error(e, device);
+      failure = device_error(e, device, "denoising");
     } catch (...) {
       failure = Error::runtime("denoising on " + device.str() + " failed with an unknown exception");
     }
@@ -795,7 +796,7 @@ Status spread_decode(const std::vector<const Bundle*>& replicas, const at::Tenso
         shared.changed.notify_all();
       }
     } catch (const std::exception& e) {
-      failure = torch_error(e, "decoding on " + device.str());
+      failure = device_error(e, device, "decoding");
     } catch (...) {
       failure = Error::runtime("decoding on " + device.str() + " failed with an unknown exception");
     }

@@ -337,16 +337,7 @@ Result<Analysis> analyze(const GenerateRequest& req, std::optional<vision::Perso
     for (auto& person : analysis.people) person.frames.resize(static_cast<size_t>(decoded));
   }
   analysis.seconds = seconds_since(start);
-  if (tracker) {
-    const vision::TrackerStats& after = tracker->stats();
-    analysis.tracker = {after.frames - tracker_before.frames,
-                        after.detector_runs - tracker_before.detector_runs,
-                        after.landmark_runs - tracker_before.landmark_runs,
-                        after.detector_s - tracker_before.detector_s,
-                        after.landmark_s - tracker_before.landmark_s,
-                        after.mask_s - tracker_before.mask_s,
-                        after.total_s - tracker_before.total_s};
-  }
+  if (tracker) analysis.tracker = tracker->stats().since(tracker_before);
   return analysis;
 }
 

@@ -53,6 +53,13 @@ struct TrackerStats {
   int64_t frames = 0;
   int64_t detector_runs = 0, landmark_runs = 0;
   double detector_s = 0, landmark_s = 0, mask_s = 0, total_s = 0;
+
+  // The work done since `before` (an earlier reading of the same counters).
+  TrackerStats since(const TrackerStats& before) const {
+    return {frames - before.frames, detector_runs - before.detector_runs, landmark_runs - before.landmark_runs,
+            detector_s - before.detector_s, landmark_s - before.landmark_s, mask_s - before.mask_s,
+            total_s - before.total_s};
+  }
 };
 
 class PersonTracker {
