@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from reference_pipeline import DTYPES, Bundle, generate  # noqa: E402
 from standin_model.scheduler import SAMPLERS  # noqa: E402
+from standin_train import conditions as C  # noqa: E402
 from standin_train import evaluate as E  # noqa: E402
 from standin_train.data import Backgrounds, DataConfig, SampleMaker  # noqa: E402
 
@@ -75,7 +76,8 @@ class EagerBundle:
         return other
 
 
-def eager_from_weights(path: str, device: str, dtype: str) -> "EagerBundle":
+def model_from_weights(path: str):
+    """A shipped weights file -> (the float32 StandinModel on the CPU, the file's meta)."""
     from standin_model.config import get_config
     from standin_model.model import build_model
     from standin_train.checkpoints import load_shipping_weights
@@ -84,6 +86,11 @@ def eager_from_weights(path: str, device: str, dtype: str) -> "EagerBundle":
     cfg.vae.scaling_factor = float(meta["scaling_factor"])
     model = build_model(cfg)
     model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model, meta
+
+
+def eager_from_weights(path: str, device: str, dtype: str) -> "EagerBundle":
+    model, meta = model_from_weights(path)
     return EagerBundle(model, meta.get("scheduler"), os.path.basename(path), device, dtype)
 
 
@@ -105,7 +112,6 @@ def save_clips(clips, path: str) -> None:
 
 
 def load_clips(path: str):
-    from standin_train import conditions as C
     data = np.load(path)
     clips = {}
     for key in data.files:
@@ -143,7 +149,6 @@ def bundle_row(bundle, steps: int, cfg: float, use_reference: bool = True, sampl
 def vae_roundtrip_row(bundle):
     """The true frames through the bundle's VAE and back: what the best possible denoiser could draw."""
     def run(sample, i):
-        from standin_train import conditions as C
         frames = sample["frames"]
         x = torch.from_numpy(np.stack([C.to_m11(f) for f in frames])).to(bundle.device, bundle.dtype)
         with torch.no_grad():

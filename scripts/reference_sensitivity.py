@@ -116,15 +116,8 @@ def main(argv=None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     import evaluate
-    from standin_model.config import get_config
-    from standin_model.model import build_model
-    from standin_train.checkpoints import load_shipping_weights
     t0 = time.time()
-    state, meta = load_shipping_weights(a.weights)
-    cfg = get_config(meta["config"])
-    cfg.vae.scaling_factor = float(meta["scaling_factor"])
-    model = build_model(cfg)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model, meta = evaluate.model_from_weights(a.weights)
     model.to(a.device).eval()
     clips = evaluate.load_clips(a.clips_file)[: a.clips]
     if len(clips) < 2:

@@ -175,20 +175,23 @@ if [[ "$REPLACE" == 1 && "$BUILD_OK" == 1 ]]; then
     mkdir -p "$WORK/vision" && cp -f /tmp/standin-carry/vision/* "$WORK/vision/" && cp -f "$VIS"/* "$WORK/vision/"
     VIS="$WORK/vision"
   fi
-  stamp "standin replace $CLIP (vision models $VIS)"
   RSIZE=(); [[ -n "$SIZE" ]] && RSIZE=(--size "$SIZE")
-  STANDIN_VISION_MODELS="$VIS" timeout 300 "$BUILD/standin" replace -i "$CLIP" -r "$REF" -o "$WORK/replace.mp4" -y \
-    --bundle "$BUNDLE" --device "$DEVICE" --dtype "$CDT" "${RSIZE[@]}" --metrics "$OUT/replace.json" \
-    || echo "standin replace exit $?"
+  # run_replace NAME TIMEOUT [extra flags]: $WORK/NAME.mp4, metrics in $OUT/NAME.json
+  run_replace() {
+    local name=$1 limit=$2; shift 2
+    STANDIN_VISION_MODELS="$VIS" timeout "$limit" "$BUILD/standin" replace -i "$CLIP" -r "$REF" -o "$WORK/$name.mp4" -y \
+      --bundle "$BUNDLE" --device "$DEVICE" --dtype "$CDT" "${RSIZE[@]}" --metrics "$OUT/$name.json" "$@" \
+      || echo "standin replace ($name) exit $?"
+  }
+  stamp "standin replace $CLIP (vision models $VIS)"
+  run_replace replace 300
   ls -la "$WORK/replace.mp4" 2>/dev/null
   # The start a user sees from the second run on: the first one's hashes and dry run are remembered
   # (README "standin models": stamps under ~/.cache/standin), so this load is the warm start
   # issue 11's 300-frame target counts.
   if [[ -f "$OUT/replace.json" ]]; then
     stamp "standin replace again, 1 step (warm start)"
-    STANDIN_VISION_MODELS="$VIS" timeout 120 "$BUILD/standin" replace -i "$CLIP" -r "$REF" -o "$WORK/replace_warm.mp4" -y \
-      --bundle "$BUNDLE" --device "$DEVICE" --dtype "$CDT" "${RSIZE[@]}" --steps 1 --metrics "$OUT/replace_warm.json" \
-      || echo "standin replace (warm) exit $?"
+    run_replace replace_warm 120 --steps 1
   fi
 fi
 

@@ -372,6 +372,12 @@ def _fmt(x, nd=3):
     return "—" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
 
+def _pair_seconds(mode_result):
+    """bench_compiled.py's seconds of one split CFG pair (cond + uncond) for a mode, or None."""
+    sec = (mode_result or {}).get("seconds", {})
+    return sum(sec.values()) if len(sec) == 2 else None
+
+
 def _read_json(path):
     if path and os.path.exists(path):
         with open(path) as f:
@@ -408,9 +414,9 @@ def targets_table(rows, cpp, rep, compiled, fp8, projection, rep_warm=None):
     cpp_pair = ub.get("split", {}).get("median_s")
     best_compiled = None
     for mode in ("compile", "compile-max"):
-        sec = ((compiled or {}).get("modes", {}).get(mode) or {}).get("seconds", {})
-        if len(sec) == 2 and (best_compiled is None or sum(sec.values()) < best_compiled[1]):
-            best_compiled = (mode, sum(sec.values()))
+        pair = _pair_seconds((compiled or {}).get("modes", {}).get(mode))
+        if pair is not None and (best_compiled is None or pair < best_compiled[1]):
+            best_compiled = (mode, pair)
     if cpp_pair and best_compiled:
         put("cpp_vs_compile", best_compiled[1] / cpp_pair,
             f"C++ {cpp_pair:.4f} s vs torch.compile ({best_compiled[0]}) {best_compiled[1]:.4f} s per pair: "
@@ -621,8 +627,7 @@ def cmd_compare(a) -> int:
         lines.append("| mode | compile s | s per pair | max abs diff from eager (cond / uncond) | note |")
         lines.append("|---|---|---|---|---|")
         for mode, r in compiled.get("modes", {}).items():
-            sec, diff = r.get("seconds", {}), r.get("diff", {})
-            pair = sum(sec.values()) if len(sec) == 2 else None
+            pair, diff = _pair_seconds(r), r.get("diff", {})
             d = " / ".join(_fmt(diff.get(k, {}).get("max_abs"), 4) for k in ("cond", "uncond"))
             lines.append(f"| {mode} | {_fmt(r.get('compile_s'), 0)} | {_fmt(pair, 4)} | {d} | "
                          f"{(r.get('error') or r.get('skipped') or '')[:80]} |")

@@ -186,6 +186,5 @@ def attention_kernels(backend: str, cuda: bool):
     return sdpa_kernel([names[backend]])
 
 
-
 if __name__ == "__main__":
     sys.exit(main())
