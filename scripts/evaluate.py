@@ -119,14 +119,30 @@ def load_clips(path: str):
         clips.setdefault(int(i), {})[k] = data[key]
     out = []
     for i in sorted(clips):
-        c = clips[i]
-        m = c["mask"].astype(np.float32)
-        c["environment"] = np.stack([C.to_m11(f) * (1 - k)[None] for f, k in zip(c["frames"], m)]).astype(np.float16)
-        out.append(c)
+        out.append(with_environment(clips[i]))
     return out
 
 
-def bundle_row(bundle, steps: int, cfg: float, use_reference: bool = True, sampler=None):
+def with_environment(clip):
+    """The masked source the model sees, from the clip's frames and its redraw mask."""
+    m = clip["mask"].astype(np.float32)
+    clip["environment"] = np.stack([C.to_m11(f) * (1 - k)[None] for f, k in zip(clip["frames"], m)]).astype(np.float16)
+    return clip
+
+
+def remask_clips(clips, mode: str, dilate_px: int, blocks: int):
+    """The clips with replace's redraw region made from their true character masks at clip size
+    (--mask-mode/--mask-dilate/--mask-blocks as replace takes them) instead of the renderer's."""
+    out = []
+    for c in clips:
+        c = dict(c)
+        c["mask"] = np.stack([(C.redraw_region(a, mode, dilate_px, blocks) > 0).astype(np.uint8)
+                              for a in c["character"]])
+        out.append(with_environment(c))
+    return out
+
+
+def bundle_row(bundle, steps: int, cfg: float, use_reference: bool = True, sampler=None, window=None, overlap=None):
     geo = bundle.manifest["geometry"]
 
     def run(sample, i):
@@ -138,7 +154,8 @@ def bundle_row(bundle, steps: int, cfg: float, use_reference: bool = True, sampl
             clip = torch.from_numpy(sample["reference_clip"].astype(np.float32))[None]
             conds["reference_clip"] = torch.nn.functional.interpolate(clip, size=(geo["clip_size"],) * 2,
                                                                       mode="bicubic", align_corners=False)
-        out = generate(bundle, conds, steps=steps, cfg=cfg, use_reference=use_reference, sampler=sampler)
+        out = generate(bundle, conds, steps=steps, cfg=cfg, use_reference=use_reference, sampler=sampler,
+                       window=window, overlap=overlap)
         frames = E.frames_to_uint8(out["frames"])
         if frames.shape[1:3] != (H, W):
             frames = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_CUBIC) for f in frames])
@@ -189,11 +206,18 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, help="default: the bundle's")
     ap.add_argument("--cfg", type=float, help="default: the bundle's")
     ap.add_argument("--sampler", choices=sorted(SAMPLERS), help="default: the bundle's")
+    ap.add_argument("--window", type=int, help="frames per window (default: the bundle's)")
+    ap.add_argument("--overlap", type=int, help="frames shared by neighbouring windows (default: the bundle's)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--random-bundle", help="random-weights bundle of the same architecture")
     ap.add_argument("--tiny-bundle", default="models/tiny")
     ap.add_argument("--rows", default="trained,no_reference,random,tiny,background")
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--mask-mode", choices=("clip",) + C.REDRAW_MODES, default="clip",
+                    help="redraw region: the renderer's (clip, default) or made here as replace makes it")
+    ap.add_argument("--mask-dilate", type=int, default=C.AGNOSTIC_DILATE_PX, help="with --mask-mode (pixels)")
+    ap.add_argument("--mask-blocks", type=int, default=0,
+                    help="with --mask-mode agnostic: blocks per box side (default: one per 10 pixels)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -206,6 +230,10 @@ def main(argv=None) -> int:
         clips = make_clips(args.pack, args.backgrounds, args.clips, args.frames, args.seed, args.split)
     if args.save_clips:
         save_clips(clips, args.save_clips)
+    if args.mask_mode != "clip":
+        clips = remask_clips(clips, args.mask_mode, args.mask_dilate, args.mask_blocks)
+        print(f"redraw region {args.mask_mode}, dilate {args.mask_dilate}, blocks {args.mask_blocks or 'auto'}: "
+              f"{np.mean([c['mask'].mean() for c in clips]):.4f} of the frame", flush=True)
     kind = "held-out" if args.split == "test" or args.clips_file else "training-split"
     print(f"{len(clips)} {kind} clips of {args.frames} frames in {time.time() - t0:.0f} s", flush=True)
     if args.weights:
@@ -231,8 +259,9 @@ def main(argv=None) -> int:
         return lambda s, i: E.oracle_mixes(trained_generated[i], s)[part]
 
     sampler = args.sampler or trained.manifest["defaults"].get("sampler", "ddim")
-    plan = [("trained", lambda: keep(bundle_row(trained, steps, cfg, sampler=sampler))),
-            ("no_reference", lambda: bundle_row(trained, steps, cfg, use_reference=False, sampler=sampler)),
+    windows = {"window": args.window, "overlap": args.overlap}
+    plan = [("trained", lambda: keep(bundle_row(trained, steps, cfg, sampler=sampler, **windows))),
+            ("no_reference", lambda: bundle_row(trained, steps, cfg, use_reference=False, sampler=sampler, **windows)),
             ("random", lambda: bundle_row(Bundle(args.random_bundle, device=args.device) if args.random_bundle
                                           else eager_random(trained), steps, cfg, sampler=sampler)),
             ("tiny", lambda: bundle_row(Bundle(args.tiny_bundle, device=args.device),
@@ -253,8 +282,10 @@ def main(argv=None) -> int:
         rows[name] = E.run_row(name, clips, fn, log=lambda m: print(m, flush=True))
         rows[name]["seconds"] = time.time() - t1
         print(f"{name}: " + json.dumps({k: round(v, 4) for k, v in rows[name].items()}), flush=True)
-    print(E.write_results(args.out, {"clips": len(clips), "frames": args.frames, "steps": steps, "cfg": cfg, "sampler": sampler,
+    print(E.write_results(args.out, {"clips": len(clips), "frames": args.frames, "steps": steps, "cfg": cfg, "sampler": sampler, **windows,
                                      "seed": args.seed, "bundle": args.bundle or args.weights,
+                                     "mask": {"mode": args.mask_mode, "dilate": args.mask_dilate,
+                                              "blocks": args.mask_blocks},
                                      "device": args.device, "dtype": args.dtype}, rows))
     if trained_generated:
         contact_sheet(clips, [E.paste(o, s["frames"], s["mask"]) for o, s in zip(trained_generated, clips)],

@@ -173,6 +173,15 @@ Result<json> run(const Request& r, const std::string& op, const std::string& pre
     STANDIN_ASSIGN_OR_RETURN(json file, write_array(prefix + ".u8", vision::shape_agnostic_mask_inference(mask, {}, dilate)));
     return json{{"mask", file}};
   }
+  if (op == "redraw_region") {
+    STANDIN_ASSIGN_OR_RETURN(cv::Mat mask, read_array(r, "mask"));
+    if (mask.channels() != 1) return r.fail("\"mask\": expected one channel");
+    const auto mode = vision::parse_mask_mode(r.j.value("mode", std::string("agnostic")));
+    if (!mode) return r.fail("\"mode\": expected agnostic, tight or box");
+    const cv::Mat region = vision::redraw_region(mask, *mode, r.j.value("dilate_px", 0), r.j.value("blocks", 0));
+    STANDIN_ASSIGN_OR_RETURN(json file, write_array(prefix + ".u8", region));
+    return json{{"mask", file}};
+  }
   if (op == "to_work" || op == "mask_to_work") {
     const bool mask = op == "mask_to_work";
     STANDIN_ASSIGN_OR_RETURN(cv::Mat in, read_array(r, mask ? "mask" : "image"));

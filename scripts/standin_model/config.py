@@ -112,6 +112,11 @@ class ModelConfig:
     window: int = 24
     overlap: int = 4
     sampler: str = "ddim"             # a key of scheduler.SAMPLERS
+    # replace's redraw region (src/vision/mask.cpp): agnostic | tight | box, grown by mask_dilate
+    # source pixels; mask_blocks per box side for agnostic (0: one per 10 pixels)
+    mask_mode: str = "agnostic"
+    mask_dilate: int = 4
+    mask_blocks: int = 0
 
     @property
     def unet_in_channels(self) -> int:
@@ -146,6 +151,8 @@ def load_config_file(path) -> ModelConfig:
             raise ValueError(f"{path}: unknown keys {bad} in {key!r}; known: {sorted(fields)}")
     if data.get("sampler", "ddim") not in SAMPLERS:
         raise ValueError(f"{path}: \"sampler\" must be one of {sorted(SAMPLERS)}, got {data['sampler']!r}")
+    if data.get("mask_mode", "agnostic") not in ("agnostic", "tight", "box"):
+        raise ValueError(f"{path}: \"mask_mode\" must be agnostic, tight or box, got {data['mask_mode']!r}")
     if data.get("name", path.stem) != path.stem:
         raise ValueError(f"{path}: \"name\" is {data['name']!r} but the file is {path.stem}.json")
     return config_from_dict(data)

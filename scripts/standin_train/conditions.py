@@ -165,9 +165,36 @@ def shape_agnostic_mask(mask: np.ndarray, box: Sequence[int], k_h: int, k_w: int
     return out
 
 
-def shape_agnostic_mask_inference(mask: np.ndarray, dilate_px: int = AGNOSTIC_DILATE_PX) -> np.ndarray:
+def shape_agnostic_mask_inference(mask: np.ndarray, dilate_px: int = AGNOSTIC_DILATE_PX,
+                                  blocks: int = 0) -> np.ndarray:
+    """replace's default region: ``blocks`` per box side (0: a block per 10 pixels), then grown."""
     box = mask_bounding_box(mask)
-    out = shape_agnostic_mask(mask, box, max(1, box[3] // 10), max(1, box[2] // 10))
+    k_h = blocks if blocks > 0 else max(1, box[3] // 10)
+    k_w = blocks if blocks > 0 else max(1, box[2] // 10)
+    out = shape_agnostic_mask(mask, box, k_h, k_w)
+    if dilate_px > 0:
+        out = cv2.dilate(out, _ellipse_kernel(dilate_px))
+    return out
+
+
+REDRAW_MODES = ("agnostic", "tight", "box")
+
+
+def redraw_region(character: np.ndarray, mode: str = "agnostic", dilate_px: int = AGNOSTIC_DILATE_PX,
+                  blocks: int = 0) -> np.ndarray:
+    """src/vision/mask.cpp redraw_region (replace's --mask-mode/--mask-dilate/--mask-blocks):
+    uint8 0/255 region from a character mask (any value > 0 is the character)."""
+    binary = (character > 0).astype(np.uint8) * 255
+    if mode == "agnostic":
+        return shape_agnostic_mask_inference(binary, dilate_px, blocks)
+    if mode == "tight":
+        out = binary
+    elif mode == "box":
+        out = np.zeros_like(binary)
+        x, y, w, h = mask_bounding_box(binary)
+        out[y:y + h, x:x + w] = 255
+    else:
+        raise ValueError(f"mask mode must be one of {REDRAW_MODES}, got {mode!r}")
     if dilate_px > 0:
         out = cv2.dilate(out, _ellipse_kernel(dilate_px))
     return out

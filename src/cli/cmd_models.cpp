@@ -36,10 +36,11 @@ Status run_models(const CommandLine& line) {
       if (first_failure.ok()) first_failure = config.error();
       continue;
     }
-    std::printf("%-28s %-8s %-8s %dx%d  %s %d steps  cfg %.1f  window %d/%d  modules %zu\n", dir.c_str(),
+    std::printf("%-28s %-8s %-8s %dx%d  %s %d steps  cfg %.1f  window %d/%d  region %s+%dpx  modules %zu\n", dir.c_str(),
                 config->name.c_str(), config->dtype.c_str(), config->width, config->height,
                 config->defaults.sampler.c_str(), config->defaults.steps, config->defaults.cfg,
-                config->defaults.window, config->defaults.overlap, config->modules.size());
+                config->defaults.window, config->defaults.overlap, config->defaults.mask_mode.c_str(),
+                config->defaults.mask_dilate, config->modules.size());
     if (o.verify) {
       diffusion::LoadOptions load_options;
       load_options.remember_verified = false;  // --verify always hashes every file again

@@ -89,13 +89,13 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
       ->allow_extra_args(false);
   cmd.add_option("--mask-mode", o.mask_mode,
                  "Region the model redraws: agnostic (blocks, hides the old silhouette) | tight (the character mask) | "
-                 "box (its bounding box)")
-      ->check(CLI::IsMember({"agnostic", "tight", "box"}))
-      ->capture_default_str();
+                 "box (its bounding box). Default: the bundle's (models/demo: tight; others: agnostic)")
+      ->check(CLI::IsMember({"agnostic", "tight", "box"}));
   cmd.add_option("--mask-blocks", o.mask_blocks,
-                 "Shape-agnostic blocks per box side (default: box side / 10 pixels; fewer = coarser)")
+                 "Shape-agnostic blocks per box side (default: the bundle's, usually one per 10 pixels; fewer = coarser)")
       ->check(CLI::Range(1, 1024));
-  cmd.add_option("--mask-dilate", o.mask_dilate, "Grow the redraw region by this many source pixels (default 4)")
+  cmd.add_option("--mask-dilate", o.mask_dilate,
+                 "Grow the redraw region by this many source pixels (default: the bundle's; 4 unless it says)")
       ->check(CLI::Range(0, 1024));
   cmd.add_option("--feather", o.feather,
                  "Compositing edge in source pixels: grow PX then blur (default: 1% of the short side; 0 = hard edge)")

@@ -42,9 +42,9 @@ struct GenerateOptions {
   int max_people = 4;
   double pose_smoothing = 1.0;  // 0 = off, 1 = MediaPipe's
   std::string retarget;         // on | off; empty = on in animate, off in replace
-  std::string mask_mode = "agnostic";  // agnostic | tight | box
-  int mask_blocks = 0;   // 0 = box side / 10
-  int mask_dilate = -1;  // < 0 = the default (4 px)
+  std::string mask_mode;  // agnostic | tight | box; empty = the bundle's
+  int mask_blocks = -1;   // < 0 = the bundle's
+  int mask_dilate = -1;   // < 0 = the bundle's
   int feather = -1;      // < 0 = 1 % of the frame's short side
   std::string matte;     // --matte FILE.mkv
   int chain_frames = 0;

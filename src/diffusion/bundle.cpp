@@ -358,6 +358,9 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
     r.opt(*d, "window", "defaults.window", c.defaults.window);
     r.opt(*d, "overlap", "defaults.overlap", c.defaults.overlap);
     r.opt(*d, "sampler", "defaults.sampler", c.defaults.sampler);
+    r.opt(*d, "mask_mode", "defaults.mask_mode", c.defaults.mask_mode);
+    r.opt(*d, "mask_dilate", "defaults.mask_dilate", c.defaults.mask_dilate);
+    r.opt(*d, "mask_blocks", "defaults.mask_blocks", c.defaults.mask_blocks);
   }
   if (j.contains("dry_run")) {
     std::map<std::string, int64_t> dr;
@@ -410,9 +413,13 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
            {"defaults.steps", c.defaults.steps, 1, 1000},
            {"defaults.cfg", c.defaults.cfg, 0, 100},
            {"defaults.window", c.defaults.window, 1, 256},
+           {"defaults.mask_dilate", c.defaults.mask_dilate, 0, 1024},
+           {"defaults.mask_blocks", c.defaults.mask_blocks, 0, 1024},
        }) {
     if (!(value >= lo && value <= hi)) return out_of_range(key, value, lo, hi);  // NaN fails too
   }
+  if (c.defaults.mask_mode != "agnostic" && c.defaults.mask_mode != "tight" && c.defaults.mask_mode != "box")
+    return Error::model(origin + ": defaults.mask_mode must be agnostic, tight or box, got '" + c.defaults.mask_mode + "'");
   if (c.defaults.overlap >= c.defaults.window)
     return Error::model(origin + ": defaults.overlap " + std::to_string(c.defaults.overlap) + " must be less than defaults.window " +
                         std::to_string(c.defaults.window));

@@ -55,9 +55,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-// Grows the redraw region a little past the blocks so the model redraws the character's edge.
-constexpr int kDefaultMaskDilatePx = 4;
-
 struct FrameTrack {
   bool present = false;
   vision::Body18 body{};
@@ -92,11 +89,11 @@ struct Analysis {
 };
 
 // How the region to redraw is made from a character mask (--mask-mode, --mask-blocks,
-// --mask-dilate).
+// --mask-dilate; each one not given comes from the bundle's defaults).
 struct MaskSettings {
   vision::MaskMode mode = vision::MaskMode::agnostic;
   int blocks = 0;
-  int dilate = kDefaultMaskDilatePx;
+  int dilate = 4;
 };
 
 std::string first_existing(std::initializer_list<fs::path> candidates) {
@@ -637,10 +634,10 @@ Status check_settings(const GenerateRequest& req) {
   }
   if (!req.matte.empty() && req.mode == Mode::animate)
     return Error::usage("--matte is for replace (animate generates the whole frame, there is nothing to recomposite)");
-  if (!vision::parse_mask_mode(req.mask_mode))
+  if (!req.mask_mode.empty() && !vision::parse_mask_mode(req.mask_mode))
     return Error::usage("--mask-mode must be agnostic, tight or box, got '" + req.mask_mode + "'");
-  if (req.mask_blocks < 0 || req.mask_blocks > 1024)
-    return Error::usage("--mask-blocks must be in 1..1024 (0 = box side / 10), got " + std::to_string(req.mask_blocks));
+  if (req.mask_blocks > 1024)
+    return Error::usage("--mask-blocks must be in 1..1024, got " + std::to_string(req.mask_blocks));
   if (req.mask_dilate > 1024) return Error::usage("--mask-dilate must be in 0..1024 pixels, got " + std::to_string(req.mask_dilate));
   if (req.feather > 1024) return Error::usage("--feather must be in 0..1024 pixels, got " + std::to_string(req.feather));
   if (!std::isfinite(req.pose_smoothing) || req.pose_smoothing < 0 || req.pose_smoothing > 100)
@@ -792,8 +789,9 @@ Status run_generate(const GenerateRequest& req) {
   if (work.width % config.size_multiple || work.height % config.size_multiple)
     return Error::usage("--size " + std::to_string(work.width) + "x" + std::to_string(work.height) +
                         ": this bundle needs multiples of " + std::to_string(config.size_multiple));
-  const MaskSettings masks{*vision::parse_mask_mode(req.mask_mode), req.mask_blocks,
-                           req.mask_dilate >= 0 ? req.mask_dilate : kDefaultMaskDilatePx};
+  const MaskSettings masks{*vision::parse_mask_mode(req.mask_mode.empty() ? config.defaults.mask_mode : req.mask_mode),
+                           req.mask_blocks >= 0 ? req.mask_blocks : config.defaults.mask_blocks,
+                           req.mask_dilate >= 0 ? req.mask_dilate : config.defaults.mask_dilate};
   const bool retarget = req.retarget.value_or(req.mode == Mode::animate);
 
   // What will be rendered (frames, size, rate), from the video's header or the poses file,

@@ -36,6 +36,9 @@ def test_known_sizes():
     # The shipped model samples with DPM-Solver++ 2M (docs/TRAINING.md "Run 2": as good at 8 steps
     # as DDIM at 20 on the held-out clips); the sampler travels into model.json's defaults.
     assert (demo.sampler, tiny.sampler) == ("dpmpp_2m", "ddim")
+    # replace redraws only around the person with the shipped model (docs/TRAINING.md "Run 5");
+    # the others keep the paper's shape-agnostic blocks
+    assert (demo.mask_mode, tiny.mask_mode, sd15.mask_mode) == ("tight", "agnostic", "agnostic")
 
 
 def test_overrides_and_unknown_names():
@@ -58,6 +61,9 @@ def test_bad_files_are_refused(tmp_path):
         C.load_config_file(tmp_path / "tiny.json")
     (tmp_path / "tiny.json").write_text(json.dumps(dict(good, sampler="euler")))
     with pytest.raises(ValueError, match="sampler"):
+        C.load_config_file(tmp_path / "tiny.json")
+    (tmp_path / "tiny.json").write_text(json.dumps(dict(good, mask_mode="loose")))
+    with pytest.raises(ValueError, match="mask_mode"):
         C.load_config_file(tmp_path / "tiny.json")
     (tmp_path / "other.json").write_text(json.dumps(good))
     with pytest.raises(ValueError, match="other.json"):

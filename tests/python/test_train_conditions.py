@@ -172,6 +172,12 @@ def parity(dump, tmp_path_factory):
         req.add(f"c{i}_agnostic", "agnostic_mask", mask=req.array(f"c{i}_mask", mask),
                 dilate_px=C.AGNOSTIC_DILATE_PX)
         ex["agnostic"] = C.shape_agnostic_mask_inference(mask)
+        mode = C.REDRAW_MODES[i % 3]
+        own = np.random.default_rng(1000 + i)  # its own draws: the other cases stay as they were
+        dilate, blocks = int(own.integers(0, 6)), int(own.integers(0, 4)) * int(own.integers(1, 20))
+        req.add(f"c{i}_region", "redraw_region", mask=req.array(f"c{i}_mask", mask), mode=mode,
+                dilate_px=dilate, blocks=blocks)
+        ex["region"] = C.redraw_region(mask, mode, dilate, blocks)
         req.add(f"c{i}_to_work", "to_work", image=req.array(f"c{i}_image", image), geometry=geometry)
         ex["to_work"] = C.to_work(image, g)
         req.add(f"c{i}_mask_to_work", "mask_to_work", mask=req.array(f"c{i}_mask", mask), geometry=geometry)
@@ -240,6 +246,28 @@ def test_depth_map_covers_the_pose_map(parity):
 def test_agnostic_masks_identical(parity):
     for i, py, cpp in pairs(parity, "agnostic"):
         assert np.array_equal(load(cpp["mask"]), py), f"case {i}"
+
+
+def test_redraw_regions_identical(parity):
+    """replace's --mask-mode/--mask-dilate/--mask-blocks as scripts/evaluate.py remakes them."""
+    for i, py, cpp in pairs(parity, "region"):
+        assert np.array_equal(load(cpp["mask"]), py), f"case {i}"
+
+
+def test_redraw_region_modes():
+    character = np.zeros((40, 30), np.uint8)
+    character[5:30, 10:14] = 255
+    character[12:16, 6:22] = 128  # arms: any value > 0 is the character
+    tight = C.redraw_region(character, "tight", dilate_px=0)
+    assert np.array_equal(tight > 0, character > 0)
+    box = C.redraw_region(character, "box", dilate_px=0)
+    assert (box > 0).sum() == 25 * 16 and box[5:30, 6:22].all()
+    agnostic = C.redraw_region(character, "agnostic", dilate_px=0)
+    assert np.array_equal(agnostic, C.shape_agnostic_mask_inference(character, 0))
+    assert (tight > 0).sum() < (agnostic > 0).sum() <= (box > 0).sum()
+    assert (C.redraw_region(character, "tight", dilate_px=2) > 0).sum() > (tight > 0).sum()
+    with pytest.raises(ValueError):
+        C.redraw_region(character, "blob")
 
 
 @pytest.mark.parametrize("key,field", [("to_work", "image"), ("mask_to_work", "mask")])

@@ -44,3 +44,20 @@ def test_vae_roundtrip_row_with_a_lossless_vae_returns_the_truth():
     frames = np.random.default_rng(0).integers(0, 256, (3, 12, 8, 3), dtype=np.uint8)
     out = evaluate.vae_roundtrip_row(LosslessBundle())({"frames": frames}, 0)
     assert out.dtype == np.uint8 and np.array_equal(out, frames)
+
+
+def test_remask_clips_redraws_replace_s_region_and_hides_it_from_the_model():
+    import evaluate
+
+    s = _sample(np.random.default_rng(2))
+    s["mask"] = np.ones_like(s["character"])  # the renderer's region: everything
+    [tight] = evaluate.remask_clips([dict(s)], "tight", dilate_px=0, blocks=0)
+    np.testing.assert_array_equal(tight["mask"], (s["character"] > 0).astype(np.uint8))
+    env = tight["environment"].astype(np.float32)  # [F,3,H,W] in [-1,1], 0 where redrawn
+    assert not env.transpose(0, 2, 3, 1)[tight["mask"] > 0].any()
+    outside = tight["mask"] == 0
+    np.testing.assert_allclose(env.transpose(0, 2, 3, 1)[outside],
+                               s["frames"][outside].astype(np.float32) / 127.5 - 1, atol=1e-2)
+    [grown] = evaluate.remask_clips([dict(s)], "tight", dilate_px=2, blocks=0)
+    assert grown["mask"].sum() > tight["mask"].sum()
+    assert s["mask"].all()  # the caller's clip is left alone

@@ -124,6 +124,11 @@ struct BundleConfig {
     int window = 24;
     int overlap = 4;
     std::string sampler = "ddim";
+    // replace's redraw region (--mask-mode, --mask-dilate source pixels, --mask-blocks; 0 =
+    // a block per 10 pixels): the region a model was shown to fill best is part of the model.
+    std::string mask_mode = "agnostic";
+    int mask_dilate = 4;
+    int mask_blocks = 0;
   } defaults;
 
   // Symbol values for the load-time dry run (model.json "dry_run"; defaults when absent).

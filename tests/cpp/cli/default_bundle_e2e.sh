@@ -23,6 +23,10 @@ m = json.load(open("metrics.json"))
 want = os.path.realpath(os.path.join(sys.argv[1], "models", "demo"))
 assert os.path.realpath(m["bundle"]) == want, f"bundle {m['bundle']}, want {want}"
 assert m["settings"]["sampler"] == "dpmpp_2m" and m["frames"] == 30, (m["frames"], m["settings"])
+# no --mask-* option: the redraw region is the bundle's (demo: tight, docs/TRAINING.md "Run 5")
+d = json.load(open(os.path.join(want, "model.json")))["defaults"]
+got = tuple(m["settings"][k] for k in ("mask_mode", "mask_dilate", "mask_blocks"))
+assert got == (d["mask_mode"], d["mask_dilate"], d["mask_blocks"]) and d["mask_mode"] == "tight", (got, d)
 print(*m["crop"])
 PY
 ) || fail "metrics.json: $(cat metrics.json)"

@@ -96,6 +96,32 @@ void expect_model_error(const nlohmann::json& j, const std::string& needle) {
   EXPECT_NE(c.error().message.find(needle), std::string::npos) << c.error().message;
 }
 
+TEST(BundleConfig, RedrawRegionDefaults) {
+  auto c = parse(good());
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  // absent: the paper's shape-agnostic blocks, grown 4 px (every bundle before the field)
+  EXPECT_EQ(c->defaults.mask_mode, "agnostic");
+  EXPECT_EQ(c->defaults.mask_dilate, 4);
+  EXPECT_EQ(c->defaults.mask_blocks, 0);
+  auto j = good();
+  j["defaults"]["mask_mode"] = "tight";
+  j["defaults"]["mask_dilate"] = 1;
+  j["defaults"]["mask_blocks"] = 12;
+  auto tight = parse(j);
+  ASSERT_TRUE(tight.ok()) << tight.error().message;
+  EXPECT_EQ(tight->defaults.mask_mode, "tight");
+  EXPECT_EQ(tight->defaults.mask_dilate, 1);
+  EXPECT_EQ(tight->defaults.mask_blocks, 12);
+  j["defaults"]["mask_mode"] = "loose";
+  expect_model_error(j, "defaults.mask_mode must be agnostic, tight or box, got 'loose'");
+  j["defaults"]["mask_mode"] = "box";
+  j["defaults"]["mask_dilate"] = -1;
+  expect_model_error(j, "defaults.mask_dilate -1 is out of range");
+  j["defaults"]["mask_dilate"] = 2;
+  j["defaults"]["mask_blocks"] = 5000;
+  expect_model_error(j, "defaults.mask_blocks 5000 is out of range");
+}
+
 TEST(BundleConfig, RefusesBadManifests) {
   auto j = good();
   j["format"] = "something-else";
