@@ -130,6 +130,16 @@ def with_environment(clip):
     return clip
 
 
+def region_settings(mode: str, dilate_px, blocks, defaults: dict):
+    """--mask-mode/--mask-dilate/--mask-blocks as replace resolves them: "bundle" (and every
+    value not given) takes the bundle's model.json defaults, absent there agnostic / 4 / 0."""
+    if mode == "bundle":
+        mode = defaults.get("mask_mode", "agnostic")
+    dilate_px = defaults.get("mask_dilate", C.AGNOSTIC_DILATE_PX) if dilate_px is None else dilate_px
+    blocks = defaults.get("mask_blocks", 0) if blocks is None else blocks
+    return mode, dilate_px, blocks
+
+
 def remask_clips(clips, mode: str, dilate_px: int, blocks: int):
     """The clips with replace's redraw region made from their true character masks at clip size
     (--mask-mode/--mask-dilate/--mask-blocks as replace takes them) instead of the renderer's."""
@@ -213,11 +223,12 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny-bundle", default="models/tiny")
     ap.add_argument("--rows", default="trained,no_reference,random,tiny,background")
     ap.add_argument("--threads", type=int)
-    ap.add_argument("--mask-mode", choices=("clip",) + C.REDRAW_MODES, default="clip",
-                    help="redraw region: the renderer's (clip, default) or made here as replace makes it")
-    ap.add_argument("--mask-dilate", type=int, default=C.AGNOSTIC_DILATE_PX, help="with --mask-mode (pixels)")
-    ap.add_argument("--mask-blocks", type=int, default=0,
-                    help="with --mask-mode agnostic: blocks per box side (default: one per 10 pixels)")
+    ap.add_argument("--mask-mode", choices=("clip", "bundle") + C.REDRAW_MODES, default="clip",
+                    help="redraw region: the renderer's (clip, default), or made here as replace makes it: "
+                         "the bundle's default (bundle) or the one named")
+    ap.add_argument("--mask-dilate", type=int, help="with --mask-mode (pixels; default: the bundle's)")
+    ap.add_argument("--mask-blocks", type=int,
+                    help="with --mask-mode agnostic: blocks per box side (default: the bundle's, one per 10 pixels)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -230,16 +241,18 @@ def main(argv=None) -> int:
         clips = make_clips(args.pack, args.backgrounds, args.clips, args.frames, args.seed, args.split)
     if args.save_clips:
         save_clips(clips, args.save_clips)
-    if args.mask_mode != "clip":
-        clips = remask_clips(clips, args.mask_mode, args.mask_dilate, args.mask_blocks)
-        print(f"redraw region {args.mask_mode}, dilate {args.mask_dilate}, blocks {args.mask_blocks or 'auto'}: "
-              f"{np.mean([c['mask'].mean() for c in clips]):.4f} of the frame", flush=True)
     kind = "held-out" if args.split == "test" or args.clips_file else "training-split"
     print(f"{len(clips)} {kind} clips of {args.frames} frames in {time.time() - t0:.0f} s", flush=True)
     if args.weights:
         trained = eager_from_weights(args.weights, args.device, args.dtype)
     else:
         trained = Bundle(args.bundle, device=args.device, dtype=args.dtype if args.device != "cpu" else None)
+    region = None
+    if args.mask_mode != "clip":
+        region = region_settings(args.mask_mode, args.mask_dilate, args.mask_blocks, trained.manifest["defaults"])
+        clips = remask_clips(clips, *region)
+        print(f"redraw region {region[0]}, dilate {region[1]}, blocks {region[2] or 'auto'}: "
+              f"{np.mean([c['mask'].mean() for c in clips]):.4f} of the frame", flush=True)
     steps = args.steps or trained.manifest["defaults"]["steps"]
     cfg = args.cfg if args.cfg is not None else trained.manifest["defaults"]["cfg"]
     rows = {}
@@ -284,8 +297,8 @@ def main(argv=None) -> int:
         print(f"{name}: " + json.dumps({k: round(v, 4) for k, v in rows[name].items()}), flush=True)
     print(E.write_results(args.out, {"clips": len(clips), "frames": args.frames, "steps": steps, "cfg": cfg, "sampler": sampler, **windows,
                                      "seed": args.seed, "bundle": args.bundle or args.weights,
-                                     "mask": {"mode": args.mask_mode, "dilate": args.mask_dilate,
-                                              "blocks": args.mask_blocks},
+                                     "mask": ({"mode": region[0], "dilate": region[1], "blocks": region[2]}
+                                              if region else {"mode": "clip"}),
                                      "device": args.device, "dtype": args.dtype}, rows))
     if trained_generated:
         contact_sheet(clips, [E.paste(o, s["frames"], s["mask"]) for o, s in zip(trained_generated, clips)],

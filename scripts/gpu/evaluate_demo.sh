@@ -6,7 +6,8 @@
 #   device call (after train_demo.sh printed "training done", machine still warm; carry the clips):
 #   bash scripts/gpu/evaluate_demo.sh
 #
-# Leaves under $OUT one file, eval.tar.gz: eval-<variant>.json per sampling variant,
+# Leaves under $OUT one file, eval.tar.gz: eval-<variant>.json per sampling variant
+# (eval-default.json: the renderer's redraw region; eval-bundle-region.json: replace's default one),
 # reference_sensitivity.json (scripts/reference_sensitivity.py) and
 # contact_sheet.png (one file, so that with train_demo.sh's six in the same call the $OUT limit of
 # eight files holds). The rows that need no GPU (tiny bundle, background only) run here with
@@ -30,6 +31,10 @@ python3 scripts/evaluate.py --weights "$WEIGHTS" --clips-file "$CLIPS" --device 
   --out "$RUN/eval-default"
 cp "$RUN/eval-default/results.json" "$EVAL/eval-default.json"
 cp "$RUN/eval-default/contact_sheet.png" "$EVAL/" 2>/dev/null || true
+# the same rows with the region replace redraws by default (the bundle's mask_* defaults)
+python3 scripts/evaluate.py --weights "$WEIGHTS" --clips-file "$CLIPS" --device cuda --rows "$ROWS" \
+  --mask-mode bundle --out "$RUN/eval-bundle-region"
+cp "$RUN/eval-bundle-region/results.json" "$EVAL/eval-bundle-region.json"
 for v in $VARIANTS; do
   steps=${v%%:*} cfg=${v##*:}
   python3 scripts/evaluate.py --weights "$WEIGHTS" --clips-file "$CLIPS" --device cuda --rows trained \

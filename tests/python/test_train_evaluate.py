@@ -61,3 +61,14 @@ def test_remask_clips_redraws_replace_s_region_and_hides_it_from_the_model():
     [grown] = evaluate.remask_clips([dict(s)], "tight", dilate_px=2, blocks=0)
     assert grown["mask"].sum() > tight["mask"].sum()
     assert s["mask"].all()  # the caller's clip is left alone
+
+
+def test_region_settings_resolve_like_replace():
+    import evaluate
+
+    demo = {"mask_mode": "tight", "mask_dilate": 1, "mask_blocks": 0}
+    assert evaluate.region_settings("bundle", None, None, demo) == ("tight", 1, 0)
+    assert evaluate.region_settings("bundle", 3, None, demo) == ("tight", 3, 0)  # an option beats the bundle
+    assert evaluate.region_settings("agnostic", None, 12, demo) == ("agnostic", 1, 12)
+    old = {"steps": 8}  # a bundle exported before the fields: the paper's blocks, 4 px
+    assert evaluate.region_settings("bundle", None, None, old) == ("agnostic", 4, 0)
