@@ -89,11 +89,12 @@ struct Analysis {
 };
 
 // How the region to redraw is made from a character mask (--mask-mode, --mask-blocks,
-// --mask-dilate; each one not given comes from the bundle's defaults).
+// --mask-dilate), resolved in run_generate: each one not given is the bundle's default
+// (BundleConfig::Defaults holds the values a bundle that names none gets).
 struct MaskSettings {
-  vision::MaskMode mode = vision::MaskMode::agnostic;
+  vision::MaskMode mode{};
   int blocks = 0;
-  int dilate = 4;
+  int dilate = 0;
 };
 
 std::string first_existing(std::initializer_list<fs::path> candidates) {
