@@ -276,7 +276,7 @@ def main(argv=None) -> int:
     plan = [("trained", lambda: keep(bundle_row(trained, steps, cfg, sampler=sampler, **windows))),
             ("no_reference", lambda: bundle_row(trained, steps, cfg, use_reference=False, sampler=sampler, **windows)),
             ("random", lambda: bundle_row(Bundle(args.random_bundle, device=args.device) if args.random_bundle
-                                          else eager_random(trained), steps, cfg, sampler=sampler)),
+                                          else eager_random(trained), steps, cfg, sampler=sampler, **windows)),
             ("tiny", lambda: bundle_row(Bundle(args.tiny_bundle, device=args.device),
                                         Bundle(args.tiny_bundle).manifest["defaults"]["steps"], cfg)
              if os.path.exists(args.tiny_bundle) else None),
