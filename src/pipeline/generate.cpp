@@ -1180,7 +1180,9 @@ Status run_generate(const GenerateRequest& req) {
         // where the analysis time went (issue 11's analysis target): network calls vs the rest
         {"analysis_detail", {{"decode", analysis.decode_s}, {"tracker", analysis.tracker.total_s},
                              {"detector", analysis.tracker.detector_s}, {"detector_runs", analysis.tracker.detector_runs},
+                             {"detector_calls", analysis.tracker.detector_calls},
                              {"landmark", analysis.tracker.landmark_s}, {"landmark_runs", analysis.tracker.landmark_runs},
+                             {"landmark_calls", analysis.tracker.landmark_calls},
                              {"mask", analysis.tracker.mask_s}}},
         {"windows", stats.windows}, {"unet_calls", stats.unet_calls}, {"devices_used", stats.devices},
         {"seconds_per_frame", total_s / std::max<int64_t>(1, written)},

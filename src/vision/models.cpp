@@ -184,17 +184,23 @@ void read_constants(const json& root, VisionConfig& c) {
   }
 }
 
-torch::Tensor to_input(const cv::Mat& rgb, float lo, float hi, const torch::Device& device) {
-  CV_Assert(rgb.type() == CV_8UC3);
-  cv::Mat f;
-  rgb.convertTo(f, CV_32FC3, (hi - lo) / 255.0, lo);
+// Images of one size -> [N, 3, H, W] float in [lo, hi] on `device` (one host-to-device copy).
+torch::Tensor to_input(const std::vector<cv::Mat>& images, float lo, float hi, const torch::Device& device) {
+  CV_Assert(!images.empty());
+  const int rows = images[0].rows, cols = images[0].cols;
+  torch::Tensor t = torch::empty({static_cast<int64_t>(images.size()), 3, rows, cols}, torch::kFloat32);
+  const size_t plane = static_cast<size_t>(rows) * cols;
   std::vector<cv::Mat> planes(3);
-  cv::split(f, planes);
-  torch::Tensor t = torch::empty({1, 3, rgb.rows, rgb.cols}, torch::kFloat32);
-  const size_t plane = static_cast<size_t>(rgb.rows) * rgb.cols;
-  for (int c = 0; c < 3; ++c) {
-    cv::Mat p = planes[c].isContinuous() ? planes[c] : planes[c].clone();
-    std::memcpy(t.data_ptr<float>() + c * plane, p.ptr<float>(), plane * sizeof(float));
+  for (size_t n = 0; n < images.size(); ++n) {
+    const cv::Mat& rgb = images[n];
+    CV_Assert(rgb.type() == CV_8UC3 && rgb.rows == rows && rgb.cols == cols);
+    cv::Mat f;
+    rgb.convertTo(f, CV_32FC3, (hi - lo) / 255.0, lo);
+    cv::split(f, planes);
+    for (int c = 0; c < 3; ++c) {
+      cv::Mat p = planes[c].isContinuous() ? planes[c] : planes[c].clone();
+      std::memcpy(t.data_ptr<float>() + (n * 3 + c) * plane, p.ptr<float>(), plane * sizeof(float));
+    }
   }
   return device.is_cpu() ? t : t.to(device);
 }
@@ -228,12 +234,14 @@ struct VisionModels::Impl {
   std::string description;
   int det_boxes = -1, det_scores = -1;
   int lm_landmarks = -1, lm_flag = -1, lm_seg = -1, lm_heatmap = -1;
+  bool batched = false;  // both networks take several images per call (the load's dry run)
 };
 
 VisionModels::VisionModels(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 VisionModels::~VisionModels() = default;
 const VisionConfig& VisionModels::config() const { return impl_->config; }
 const std::string& VisionModels::description() const { return impl_->description; }
+bool VisionModels::batched() const { return impl_->batched; }
 
 std::string default_models_dir() {
   if (const char* env = std::getenv("STANDIN_VISION_MODELS"); env && *env) return env;
@@ -357,64 +365,120 @@ Result<std::unique_ptr<VisionModels>> VisionModels::load(const std::string& dir_
     if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
     return Error::model(dir + ": dry run of the vision models failed (" + what + ")");
   }
+  // Batch support (conversions before 2026-11-30 were batch 1 only): every output must come back
+  // with the input's batch of 2.
+  try {
+    torch::InferenceMode guard;
+    auto batch_of_two = [&](Net& net, cv::Size size) {
+      auto outs = run(net, torch::zeros({2, 3, size.height, size.width}).to(impl->device));
+      bool ok = !outs.empty();
+      for (const auto& t : outs) ok = ok && t.dim() >= 1 && t.size(0) == 2;
+      return ok;
+    };
+    impl->batched = batch_of_two(impl->detector, cfg.detector_size) && batch_of_two(impl->landmark, cfg.landmark_size);
+  } catch (const std::exception&) {
+    impl->batched = false;
+  }
+  if (!impl->batched) log::debug("vision: {} take one image per call (converted before batching worked)", dir);
   impl->description = "blazepose " + variant + " (" + dir + ", " + impl->device.str() + ")";
   log::debug("vision: loaded {} (segmentation {}, heatmap {})", impl->description, impl->lm_seg >= 0, impl->lm_heatmap >= 0);
   return std::unique_ptr<VisionModels>(new VisionModels(std::move(impl)));
 }
 
-Result<DetectorOutput> VisionModels::detect(const cv::Mat& rgb) {
+namespace {
+
+std::string first_line(const std::exception& e) {
+  std::string what = e.what();
+  if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+  return what;
+}
+
+}  // namespace
+
+Result<std::vector<DetectorOutput>> VisionModels::detect(const std::vector<cv::Mat>& inputs) {
   Impl& m = *impl_;
+  std::vector<DetectorOutput> result;
+  if (inputs.empty()) return result;
+  if (inputs.size() > 1 && !m.batched) {
+    for (const auto& rgb : inputs) {
+      STANDIN_ASSIGN_OR_RETURN(auto one, detect(std::vector<cv::Mat>{rgb}));
+      result.push_back(std::move(one[0]));
+    }
+    return result;
+  }
   try {
     torch::InferenceMode guard;
-    auto out = run(m.detector, to_input(rgb, m.config.detector_range_lo, m.config.detector_range_hi, m.device));
-    DetectorOutput d;
-    const auto& b = out.at(m.det_boxes);
-    const auto& s = out.at(m.det_scores);
-    d.num_boxes = static_cast<int>(s.numel());
-    d.boxes.assign(b.data_ptr<float>(), b.data_ptr<float>() + b.numel());
-    d.scores.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
-    return d;
+    auto out = run(m.detector, to_input(inputs, m.config.detector_range_lo, m.config.detector_range_hi, m.device));
+    for (size_t n = 0; n < inputs.size(); ++n) {
+      const auto b = out.at(m.det_boxes).select(0, static_cast<int64_t>(n)).contiguous();
+      const auto s = out.at(m.det_scores).select(0, static_cast<int64_t>(n)).contiguous();
+      DetectorOutput d;
+      d.num_boxes = static_cast<int>(s.numel());
+      d.boxes.assign(b.data_ptr<float>(), b.data_ptr<float>() + b.numel());
+      d.scores.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
+      result.push_back(std::move(d));
+    }
+    return result;
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
-    return Error::runtime("pose detector failed: " + what);
+    return Error::runtime("pose detector failed: " + first_line(e));
+  }
+}
+
+Result<DetectorOutput> VisionModels::detect(const cv::Mat& rgb) {
+  STANDIN_ASSIGN_OR_RETURN(auto out, detect(std::vector<cv::Mat>{rgb}));
+  return std::move(out[0]);
+}
+
+Result<std::vector<LandmarkOutput>> VisionModels::landmarks(const std::vector<cv::Mat>& crops, bool want_segmentation) {
+  Impl& m = *impl_;
+  std::vector<LandmarkOutput> result;
+  if (crops.empty()) return result;
+  if (crops.size() > 1 && !m.batched) {
+    for (const auto& rgb : crops) {
+      STANDIN_ASSIGN_OR_RETURN(auto one, landmarks(std::vector<cv::Mat>{rgb}, want_segmentation));
+      result.push_back(std::move(one[0]));
+    }
+    return result;
+  }
+  try {
+    torch::InferenceMode guard;
+    auto out = run(m.landmark, to_input(crops, m.config.landmark_range_lo, m.config.landmark_range_hi, m.device));
+    for (size_t n = 0; n < crops.size(); ++n) {
+      auto item = [&](int index) { return out.at(index).select(0, static_cast<int64_t>(n)).contiguous(); };
+      LandmarkOutput r;
+      const auto lm = item(m.lm_landmarks);
+      r.landmarks.assign(lm.data_ptr<float>(), lm.data_ptr<float>() + lm.numel());
+      r.pose_flag = item(m.lm_flag).data_ptr<float>()[0];
+      if (m.config.pose_flag_sigmoid) r.pose_flag = 1.0f / (1.0f + std::exp(-r.pose_flag));
+      if (want_segmentation && m.lm_seg >= 0) {
+        const auto s = item(m.lm_seg);
+        const int h = static_cast<int>(s.size(s.dim() - 2)), w = static_cast<int>(s.size(s.dim() - 1));
+        cv::Mat seg(h, w, CV_32F, s.data_ptr<float>());
+        if (m.config.segmentation_sigmoid) {
+          cv::Mat e;
+          cv::exp(-seg, e);
+          r.segmentation = 1.0 / (1.0 + e);
+        } else {
+          r.segmentation = seg.clone();
+        }
+      }
+      if (m.lm_heatmap >= 0) {
+        const auto hm = item(m.lm_heatmap);  // [39, h, w]
+        r.heatmap_h = static_cast<int>(hm.size(1));
+        r.heatmap_w = static_cast<int>(hm.size(2));
+        r.heatmap = cv::Mat(static_cast<int>(hm.size(0)), r.heatmap_h * r.heatmap_w, CV_32F, hm.data_ptr<float>()).clone();
+      }
+      result.push_back(std::move(r));
+    }
+    return result;
+  } catch (const std::exception& e) {
+    return Error::runtime("pose landmark model failed: " + first_line(e));
   }
 }
 
 Result<LandmarkOutput> VisionModels::landmarks(const cv::Mat& rgb, bool want_segmentation) {
-  Impl& m = *impl_;
-  try {
-    torch::InferenceMode guard;
-    auto out = run(m.landmark, to_input(rgb, m.config.landmark_range_lo, m.config.landmark_range_hi, m.device));
-    LandmarkOutput r;
-    const auto& lm = out.at(m.lm_landmarks);
-    r.landmarks.assign(lm.data_ptr<float>(), lm.data_ptr<float>() + lm.numel());
-    r.pose_flag = out.at(m.lm_flag).data_ptr<float>()[0];
-    if (m.config.pose_flag_sigmoid) r.pose_flag = 1.0f / (1.0f + std::exp(-r.pose_flag));
-    if (want_segmentation && m.lm_seg >= 0) {
-      const auto& s = out.at(m.lm_seg);
-      const int h = static_cast<int>(s.size(s.dim() - 2)), w = static_cast<int>(s.size(s.dim() - 1));
-      cv::Mat seg(h, w, CV_32F, s.data_ptr<float>());
-      if (m.config.segmentation_sigmoid) {
-        cv::Mat e;
-        cv::exp(-seg, e);
-        r.segmentation = 1.0 / (1.0 + e);
-      } else {
-        r.segmentation = seg.clone();
-      }
-    }
-    if (m.lm_heatmap >= 0) {
-      const auto& hm = out.at(m.lm_heatmap);
-      r.heatmap_h = static_cast<int>(hm.size(2));
-      r.heatmap_w = static_cast<int>(hm.size(3));
-      r.heatmap = cv::Mat(static_cast<int>(hm.size(1)), r.heatmap_h * r.heatmap_w, CV_32F, hm.data_ptr<float>()).clone();
-    }
-    return r;
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
-    return Error::runtime("pose landmark model failed: " + what);
-  }
+  STANDIN_ASSIGN_OR_RETURN(auto out, landmarks(std::vector<cv::Mat>{rgb}, want_segmentation));
+  return std::move(out[0]);
 }
 
 }  // namespace standin::vision::detail

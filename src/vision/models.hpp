@@ -58,6 +58,12 @@ class VisionModels {
   Result<DetectorOutput> detect(const cv::Mat& rgb_input);
   // rgb: CV_8UC3 at landmark_size (the ROI crop).
   Result<LandmarkOutput> landmarks(const cv::Mat& rgb_crop, bool want_segmentation);
+  // Several inputs in one network call (one result per input, in order): on a GPU a call costs
+  // about the same for one image or a few. Models converted before batching worked (batch 1
+  // only, found by the dry run at load) run the inputs one by one instead.
+  Result<std::vector<DetectorOutput>> detect(const std::vector<cv::Mat>& rgb_inputs);
+  Result<std::vector<LandmarkOutput>> landmarks(const std::vector<cv::Mat>& rgb_crops, bool want_segmentation);
+  bool batched() const;
 
   struct Impl;
 

@@ -106,38 +106,74 @@ struct PersonTracker::Impl {
     return out;
   }
 
-  Result<std::vector<bp::Detection>> detect_region(const cv::Mat& rgb, cv::Rect region) {
-    const cv::Mat view = rgb(region);
-    const auto lb = bp::make_letterbox(view.size(), cfg().detector_size);
-    cv::Mat input;
-    cv::warpAffine(view, input, lb.image_to_input(), cfg().detector_size, cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));
+  // Network inputs, batched or one by one (TrackerOptions::batch_networks).
+  Result<std::vector<detail::DetectorOutput>> run_detector(const std::vector<cv::Mat>& inputs) {
     const auto t0 = std::chrono::steady_clock::now();
-    STANDIN_ASSIGN_OR_RETURN(auto out, models->detect(input));
-    stats.detector_s += seconds_since(t0);
-    ++stats.detector_runs;
-    bp::DecodeOptions dec = cfg().decode;
-    dec.min_score = std::min(dec.min_score, options.detection_threshold);
-    auto dets = bp::decode_detections(out.boxes.data(), out.scores.data(), out.num_boxes, anchors, dec);
-    dets = bp::weighted_nms(std::move(dets), cfg().nms_threshold);
-    std::vector<bp::Detection> result;
-    const cv::Point2f off(static_cast<float>(region.x), static_cast<float>(region.y));
-    for (auto& d : dets) {
-      if (d.score < options.detection_threshold) continue;
-      bp::Detection r = bp::remove_letterbox(d, lb);
-      r.box.x += off.x;
-      r.box.y += off.y;
-      for (auto& k : r.keypoints) k += off;
-      result.push_back(r);
+    std::vector<detail::DetectorOutput> out;
+    if (options.batch_networks) {
+      STANDIN_ASSIGN_OR_RETURN(out, models->detect(inputs));
+      ++stats.detector_calls;
+    } else {
+      for (const auto& in : inputs) {
+        STANDIN_ASSIGN_OR_RETURN(auto one, models->detect(in));
+        out.push_back(std::move(one));
+        ++stats.detector_calls;
+      }
     }
-    return result;
+    stats.detector_s += seconds_since(t0);
+    stats.detector_runs += static_cast<int64_t>(inputs.size());
+    return out;
   }
 
+  Result<std::vector<detail::LandmarkOutput>> run_landmarks(const std::vector<cv::Mat>& crops, bool want_seg) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<detail::LandmarkOutput> out;
+    if (options.batch_networks) {
+      STANDIN_ASSIGN_OR_RETURN(out, models->landmarks(crops, want_seg));
+      ++stats.landmark_calls;
+    } else {
+      for (const auto& c : crops) {
+        STANDIN_ASSIGN_OR_RETURN(auto one, models->landmarks(c, want_seg));
+        out.push_back(std::move(one));
+        ++stats.landmark_calls;
+      }
+    }
+    stats.landmark_s += seconds_since(t0);
+    stats.landmark_runs += static_cast<int64_t>(crops.size());
+    return out;
+  }
+
+  // The whole frame, and with `with_tiles` the tiles too, through the detector in one call.
   Result<std::vector<bp::Detection>> detect(const cv::Mat& rgb, bool with_tiles) {
-    STANDIN_ASSIGN_OR_RETURN(auto all, detect_region(rgb, cv::Rect(0, 0, rgb.cols, rgb.rows)));
-    if (with_tiles) {
-      for (const cv::Rect& t : tiles(rgb.size())) {
-        STANDIN_ASSIGN_OR_RETURN(auto more, detect_region(rgb, t));
-        all.insert(all.end(), more.begin(), more.end());
+    std::vector<cv::Rect> regions{cv::Rect(0, 0, rgb.cols, rgb.rows)};
+    if (with_tiles)
+      for (const cv::Rect& t : tiles(rgb.size())) regions.push_back(t);
+    std::vector<bp::Letterbox> boxes;
+    std::vector<cv::Mat> inputs;
+    for (const cv::Rect& region : regions) {
+      const cv::Mat view = rgb(region);
+      boxes.push_back(bp::make_letterbox(view.size(), cfg().detector_size));
+      cv::Mat input;
+      cv::warpAffine(view, input, boxes.back().image_to_input(), cfg().detector_size, cv::INTER_LINEAR, cv::BORDER_CONSTANT,
+                     cv::Scalar(0, 0, 0));
+      inputs.push_back(input);
+    }
+    STANDIN_ASSIGN_OR_RETURN(auto outs, run_detector(inputs));
+    bp::DecodeOptions dec = cfg().decode;
+    dec.min_score = std::min(dec.min_score, options.detection_threshold);
+    std::vector<bp::Detection> all;
+    for (size_t i = 0; i < regions.size(); ++i) {
+      const auto& out = outs[i];
+      auto dets = bp::decode_detections(out.boxes.data(), out.scores.data(), out.num_boxes, anchors, dec);
+      dets = bp::weighted_nms(std::move(dets), cfg().nms_threshold);
+      const cv::Point2f off(static_cast<float>(regions[i].x), static_cast<float>(regions[i].y));
+      for (auto& d : dets) {
+        if (d.score < options.detection_threshold) continue;
+        bp::Detection r = bp::remove_letterbox(d, boxes[i]);
+        r.box.x += off.x;
+        r.box.y += off.y;
+        for (auto& k : r.keypoints) k += off;
+        all.push_back(r);
       }
     }
     // Across regions: keep the most confident, drop overlaps and boxes mostly inside a kept one
@@ -155,15 +191,32 @@ struct PersonTracker::Impl {
     return kept;
   }
 
-  Result<Pass> landmarks(const cv::Mat& rgb, const bp::Roi& roi, bool want_seg) {
+  cv::Mat landmark_crop(const cv::Mat& rgb, const bp::Roi& roi) const {
     const cv::Size cs = cfg().landmark_size;
     cv::Mat crop;
     cv::warpAffine(rgb, crop, bp::roi_image_to_crop(roi, cs), cs, cv::INTER_LINEAR,
                    cfg().landmark_border_replicate ? cv::BORDER_REPLICATE : cv::BORDER_CONSTANT);
-    const auto t0 = std::chrono::steady_clock::now();
-    STANDIN_ASSIGN_OR_RETURN(auto out, models->landmarks(crop, want_seg));
-    stats.landmark_s += seconds_since(t0);
-    ++stats.landmark_runs;
+    return crop;
+  }
+
+  // The landmarks of several regions of one frame (one network call).
+  Result<std::vector<Pass>> landmarks(const cv::Mat& rgb, const std::vector<bp::Roi>& rois, bool want_seg) {
+    std::vector<cv::Mat> crops;
+    for (const auto& roi : rois) crops.push_back(landmark_crop(rgb, roi));
+    STANDIN_ASSIGN_OR_RETURN(auto outs, run_landmarks(crops, want_seg));
+    std::vector<Pass> passes;
+    for (size_t i = 0; i < rois.size(); ++i) passes.push_back(to_pass(outs[i], rois[i]));
+    return passes;
+  }
+
+  Result<Pass> landmarks(const cv::Mat& rgb, const bp::Roi& roi, bool want_seg) {
+    STANDIN_ASSIGN_OR_RETURN(auto passes, landmarks(rgb, std::vector<bp::Roi>{roi}, want_seg));
+    return std::move(passes[0]);
+  }
+
+  // One landmark output -> image pixels, with MediaPipe's heatmap refinement.
+  Pass to_pass(const detail::LandmarkOutput& out, const bp::Roi& roi) const {
+    const cv::Size cs = cfg().landmark_size;
     Pass p;
     p.flag = out.pose_flag;
     p.points.resize(kBodyAndAux);
@@ -373,17 +426,27 @@ Result<FrameAnalysis> PersonTracker::process(const cv::Mat& rgb, int64_t index) 
     }
   }
 
-  // Landmarks for every track that has a region to look at.
+  // Landmarks for every track that has a region to look at (one call; each track's result
+  // depends only on its own region).
+  std::vector<Track*> looking;
+  std::vector<bp::Roi> rois;
   for (auto& t : m.tracks) {
     if (!t.has_roi) continue;
-    const bp::Roi roi = t.roi;
-    STANDIN_ASSIGN_OR_RETURN(Pass p, m.landmarks(rgb, roi, o.segmentation));
-    if (p.flag < o.presence_threshold) {
+    looking.push_back(&t);
+    rois.push_back(t.roi);
+  }
+  std::vector<Pass> passes;
+  if (!rois.empty()) {
+    STANDIN_ASSIGN_OR_RETURN(passes, m.landmarks(rgb, rois, o.segmentation));
+  }
+  for (size_t i = 0; i < looking.size(); ++i) {
+    Track& t = *looking[i];
+    if (passes[i].flag < o.presence_threshold) {
       t.has_roi = false;
       t.fresh = true;
       continue;
     }
-    m.update_track(t, p, frame, roi, true);
+    m.update_track(t, passes[i], frame, rois[i], true);
   }
   // Two tracks on one person: keep the older one.
   for (size_t i = 0; i < m.tracks.size(); ++i) {

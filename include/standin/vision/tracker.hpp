@@ -39,6 +39,9 @@ struct TrackerOptions {
   // people in one run; each track keeps its own temporal mask state.
   std::vector<int> mask_tracks;
   MaskRefineOptions mask;
+  // The detector's tiles and the landmarks of every tracked person in one network call each
+  // (false: one image per call; results equal up to the summation order of batched kernels).
+  bool batch_networks = true;
   double fps = 30.0;                   // for the smoothing filter
   int threads = 0;                     // torch intra-op threads, 0 = leave as is
 };
@@ -48,17 +51,27 @@ struct TrackerOptions {
 // Strength must be finite and >= 0 (callers validate; negative values count as 0).
 void set_smoothing_strength(TrackerOptions& options, double strength);
 
-// Cumulative work counters (for logs and benchmarks).
+// Cumulative work counters (for logs and benchmarks). Runs count images through a network,
+// calls count network calls (a frame's tiles or tracked people share one call).
 struct TrackerStats {
   int64_t frames = 0;
   int64_t detector_runs = 0, landmark_runs = 0;
+  int64_t detector_calls = 0, landmark_calls = 0;
   double detector_s = 0, landmark_s = 0, mask_s = 0, total_s = 0;
 
   // The work done since `before` (an earlier reading of the same counters).
   TrackerStats since(const TrackerStats& before) const {
-    return {frames - before.frames, detector_runs - before.detector_runs, landmark_runs - before.landmark_runs,
-            detector_s - before.detector_s, landmark_s - before.landmark_s, mask_s - before.mask_s,
-            total_s - before.total_s};
+    TrackerStats d;
+    d.frames = frames - before.frames;
+    d.detector_runs = detector_runs - before.detector_runs;
+    d.landmark_runs = landmark_runs - before.landmark_runs;
+    d.detector_calls = detector_calls - before.detector_calls;
+    d.landmark_calls = landmark_calls - before.landmark_calls;
+    d.detector_s = detector_s - before.detector_s;
+    d.landmark_s = landmark_s - before.landmark_s;
+    d.mask_s = mask_s - before.mask_s;
+    d.total_s = total_s - before.total_s;
+    return d;
   }
 };
 

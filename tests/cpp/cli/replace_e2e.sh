@@ -104,7 +104,11 @@ fi
 import json, sys
 m = json.load(open(sys.argv[1]))
 d, total = m["analysis_detail"], m["seconds"]["analysis"]
-assert set(d) == {"decode", "tracker", "detector", "detector_runs", "landmark", "landmark_runs", "mask"}, d
+assert set(d) == {"decode", "tracker", "detector", "detector_runs", "detector_calls", "landmark", "landmark_runs",
+                  "landmark_calls", "mask"}, d
+# a frame's detector tiles and tracked people share one network call each
+assert 0 < d["detector_calls"] <= d["detector_runs"] and 0 < d["landmark_calls"] <= d["landmark_runs"], d
+assert d["landmark_calls"] <= m["frames"], d
 assert 0 < d["decode"] and d["decode"] + d["tracker"] <= total + 1e-3, (d, total)
 assert d["detector"] + d["landmark"] + d["mask"] <= d["tracker"] + 1e-3, d
 assert (d["landmark_runs"] > 0) == (d["landmark"] > 0) and (d["detector_runs"] > 0) == (d["detector"] > 0), d

@@ -241,3 +241,65 @@ TEST(Tracker, MasksOfSeveralTracks) {
   }
   EXPECT_GE(both, 6);
 }
+
+// Issue 11: a frame's detector tiles and tracked people go through the networks in one call
+// each. The results are those of one image per call (up to the summation order of batched
+// kernels), with fewer calls.
+TEST(Tracker, BatchedNetworkCallsMatchOneImagePerCall) {
+  if (!have_models()) GTEST_SKIP() << "no converted models in " << models_dir();
+  const std::string path = vtest_path();
+  if (path.empty()) GTEST_SKIP() << "vtest.avi missing (apt-get install opencv-doc)";
+  auto reader = media::VideoReader::open(path);
+  ASSERT_TRUE(reader.ok()) << reader.error().message;
+  TrackerOptions one = test_options();
+  one.fps = reader->info().fps.value();
+  one.batch_networks = false;
+  TrackerOptions batched = one;
+  batched.batch_networks = true;
+  auto a = PersonTracker::create(models_dir(), "cpu", one);
+  auto b = PersonTracker::create(models_dir(), "cpu", batched);
+  ASSERT_TRUE(a.ok() && b.ok());
+  media::Frame f;
+  int several_people = 0;
+  double worst_px = 0, worst_mask = 0;
+  for (int i = 0; i < 10; ++i) {  // frames 0 and 8 run the detector on the whole frame and its tiles
+    ASSERT_TRUE(reader->read(f).value());
+    auto fa = a->process(f.rgb, i);
+    auto fb = b->process(f.rgb, i);
+    ASSERT_TRUE(fa.ok() && fb.ok());
+    ASSERT_EQ(fa->people.size(), fb->people.size()) << "frame " << i;
+    EXPECT_EQ(fa->target, fb->target);
+    several_people += fa->people.size() >= 2 ? 1 : 0;
+    for (size_t k = 0; k < fa->people.size(); ++k) {
+      EXPECT_EQ(fa->people[k].track_id, fb->people[k].track_id);
+      for (size_t j = 0; j < fa->people[k].landmarks.size(); ++j) {
+        const auto& p = fa->people[k].landmarks[j];
+        const auto& q = fb->people[k].landmarks[j];
+        worst_px = std::max({worst_px, static_cast<double>(std::abs(p.x - q.x)), static_cast<double>(std::abs(p.y - q.y))});
+      }
+    }
+    ASSERT_EQ(fa->target_mask.empty(), fb->target_mask.empty());
+    if (!fa->target_mask.empty()) {
+      cv::Mat diff;
+      cv::absdiff(fa->target_mask, fb->target_mask, diff);
+      double m = 0;
+      cv::minMaxLoc(diff, nullptr, &m);
+      worst_mask = std::max(worst_mask, m);
+    }
+  }
+  EXPECT_GE(several_people, 5);  // the batches really held several images
+  EXPECT_LT(worst_px, 0.05) << "landmarks moved with batching";
+  EXPECT_LE(worst_mask, 2.0) << "mask values (0..255) moved with batching";
+  const auto& sa = a->stats();
+  const auto& sb = b->stats();
+  EXPECT_EQ(sa.detector_runs, sb.detector_runs);
+  EXPECT_EQ(sa.landmark_runs, sb.landmark_runs);
+  EXPECT_EQ(sa.detector_calls, sa.detector_runs);
+  EXPECT_EQ(sa.landmark_calls, sa.landmark_runs);
+  EXPECT_LT(sb.detector_calls, sb.detector_runs);
+  EXPECT_LT(sb.landmark_calls, sb.landmark_runs);
+  EXPECT_LE(sb.landmark_calls, 10);
+  std::printf("[ batched ] detector %lld runs in %lld calls, landmarks %lld runs in %lld calls; largest difference %.2e px, mask %.0f\n",
+              static_cast<long long>(sb.detector_runs), static_cast<long long>(sb.detector_calls),
+              static_cast<long long>(sb.landmark_runs), static_cast<long long>(sb.landmark_calls), worst_px, worst_mask);
+}
