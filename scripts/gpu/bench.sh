@@ -231,8 +231,8 @@ echo "compare exit $RC (table at the end)"
 
 # ---------------------------------------------------------------- FP8 linears (eager)
 if [[ "$FP8" == 1 && -n "$SIZE" ]]; then
-  # the replace runs below need ~60 s (the first one hashes the bundle's 4.8 GB)
-  FP8_BUDGET=$(( $(left) - 60 )); (( FP8_BUDGET > 150 )) && FP8_BUDGET=150
+  # the replace runs below need ~55 s (the first one hashes the bundle's 4.8 GB)
+  FP8_BUDGET=$(( $(left) - 55 )); (( FP8_BUDGET > 150 )) && FP8_BUDGET=150
   stamp "FP8 linears vs $DTYPE, eager (budget $FP8_BUDGET s)"
   if (( FP8_BUDGET > 40 )); then
     TRAINED=(); [[ -f models/standin-demo.pth ]] && TRAINED=(--trained models/standin-demo.pth)
@@ -259,15 +259,19 @@ if [[ "$REPLACE" == 1 && "$BUILD_OK" == 1 ]]; then
       --bundle "$BUNDLE" --device "$DEVICE" --dtype "$CDT" "${RSIZE[@]}" --metrics "$OUT/$name.json" "$@" \
       || echo "standin replace ($name) exit $?"
   }
-  stamp "standin replace $CLIP, $REPLACE_STEPS step(s) (vision models $VIS)"
-  run_replace replace 300 --steps "$REPLACE_STEPS"
-  ls -la "$WORK/replace.mp4" 2>/dev/null
+  stamp "standin replace $CLIP, $REPLACE_STEPS step(s) (vision models $VIS; $(left) s left)"
+  if (( $(left) > 30 )); then
+    run_replace replace "$(left)" --steps "$REPLACE_STEPS"
+    ls -la "$WORK/replace.mp4" 2>/dev/null
+  else
+    echo "skipped: too little time left"
+  fi
   # The start a user sees from the second run on: the first one's hashes and dry run are remembered
   # (README "standin models": stamps under ~/.cache/standin), so this load is the warm start
   # issue 11's 300-frame target counts.
-  if [[ -f "$OUT/replace.json" ]]; then
+  if [[ -f "$OUT/replace.json" ]] && (( $(left) > 8 )); then
     stamp "standin replace again, 1 step (warm start)"
-    run_replace replace_warm 120 --steps 1
+    run_replace replace_warm "$(left)" --steps 1
   fi
 fi
 

@@ -164,7 +164,8 @@ def main(argv=None) -> int:
         parse_variant(v)
     W, H = (int(v) for v in a.size.split("x"))
     cfg = get_config(a.config)
-    model = build_random(cfg, seed=0)  # exercised: every layer, motion modules included, reaches the output
+    # exercised: every layer, motion modules included, reaches the output; drawn on --device
+    model = build_random(cfg, seed=0, device=dev)
     bundle = EagerBundle(model, None, "random", a.device, a.dtype)
     man, mods = bundle.manifest, bundle.modules
     unet = mods["denoising_unet"]

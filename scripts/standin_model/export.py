@@ -40,36 +40,42 @@ def init_random(model: StandinModel, seed: int, exercise: bool = True) -> None:
     those are re-drawn small and non-zero so that every input of every module influences the
     output (a test bundle must show it when a caller drops or mis-orders a condition).
     """
-    g = torch.Generator().manual_seed(seed)
+    # Drawn where the model lives: on the CPU (bundles) the numbers are the same on every machine;
+    # a benchmark builds its model on the GPU, where the draws take seconds instead of a minute.
+    dev = next(model.parameters()).device
+    g = torch.Generator(device=dev).manual_seed(seed)
+
+    def randn(shape):
+        return torch.randn(shape, generator=g, device=dev)
 
     def _reset(m: nn.Module) -> None:
         for p in m.parameters(recurse=False):
             if p.dim() >= 2:
                 fan_in = p[0].numel()
                 with torch.no_grad():
-                    p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
+                    p.copy_(randn(p.shape) / fan_in ** 0.5)
             elif p.dim() == 1:
                 with torch.no_grad():
                     if isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
                         if p is m.weight:
-                            p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+                            p.copy_(1.0 + 0.1 * randn(p.shape))
                         else:
-                            p.copy_(0.1 * torch.randn(p.shape, generator=g))
+                            p.copy_(0.1 * randn(p.shape))
                     else:
-                        p.copy_(0.05 * torch.randn(p.shape, generator=g))
+                        p.copy_(0.05 * randn(p.shape))
 
     with torch.no_grad():
         for m in model.modules():
             _reset(m)
         emb = model.image_encoder.vision_model.embeddings
-        emb.class_embedding.copy_(torch.randn(emb.class_embedding.shape, generator=g) * 0.5)
-        emb.position_embedding.weight.copy_(torch.randn(emb.position_embedding.weight.shape, generator=g) * 0.1)
+        emb.class_embedding.copy_(randn(emb.class_embedding.shape) * 0.5)
+        emb.position_embedding.weight.copy_(randn(emb.position_embedding.weight.shape) * 0.1)
         if not exercise:
             zero_additions(model)
         else:
             for m in model.modules():
                 if isinstance(m, ObjectBlend):
-                    m.gate.copy_(0.2 + 0.3 * torch.rand(m.gate.shape, generator=g))
+                    m.gate.copy_(0.2 + 0.3 * torch.rand(m.gate.shape, generator=g, device=dev))
         calibrate(model, g, exercise)
 
 
@@ -84,7 +90,8 @@ def calibrate(model: StandinModel, g: torch.Generator, exercise: bool) -> None:
     features comparable to the UNet's conv_in output."""
     cfg = model.cfg
     H = W = max(64, size_multiple(cfg))
-    probe = torch.rand(2, 3, H, W, generator=g) * 2 - 1
+    dev = g.device
+    probe = torch.rand(2, 3, H, W, generator=g, device=dev) * 2 - 1
     vae = model.vae
     lc = cfg.vae.latent_channels
     k = 1.0 / (_std(vae.encode_mean(probe)) * cfg.vae.scaling_factor)
@@ -95,11 +102,11 @@ def calibrate(model: StandinModel, g: torch.Generator, exercise: bool) -> None:
     vae.decoder.conv_out.bias *= 0.0
     u = model.denoising_unet
     h, w = H // cfg.vae_scale_factor, W // cfg.vae_scale_factor
-    ref = _std(u.conv_in(torch.randn(2, u.in_channels, h, w, generator=g)))
+    ref = _std(u.conv_in(torch.randn(2, u.in_channels, h, w, generator=g, device=dev)))
     if exercise:
         pg = model.pose_guider
-        pose = (torch.rand(2, 3, H, W, generator=g) > 0.9).float()
-        depth = torch.rand(2, 1, H, W, generator=g) if cfg.pose_modulation else None
+        pose = (torch.rand(2, 3, H, W, generator=g, device=dev) > 0.9).float()
+        depth = torch.rand(2, 1, H, W, generator=g, device=dev) if cfg.pose_modulation else None
         pg.conv_out.weight *= 0.5 * ref / _std(pg(pose, depth))
         if model.object_guider is not None:
             outs = model.object_guider(lat * cfg.vae.scaling_factor)
@@ -283,8 +290,14 @@ def check_module(path: str, eager: nn.Module, spec: Dict, env: Dict[str, int], s
     return err
 
 
-def build_random(cfg: ModelConfig, seed: int = 0, exercise: bool = True) -> StandinModel:
+def build_random(cfg: ModelConfig, seed: int = 0, exercise: bool = True, device=None) -> StandinModel:
+    """device: where to build and draw (default the CPU, whose draws every export repeats exactly;
+    benchmarks pass their GPU: same distribution, other numbers, seconds instead of a minute)."""
     torch.manual_seed(seed)
-    model = build_model(cfg)
+    if device is None or torch.device(device).type == "cpu":
+        model = build_model(cfg)
+    else:
+        with torch.device(device):
+            model = build_model(cfg)
     init_random(model, seed, exercise=exercise)
     return model

@@ -206,6 +206,10 @@ torch::Tensor to_input(const std::vector<cv::Mat>& images, float lo, float hi, c
 }
 
 std::vector<torch::Tensor> run(Net& net, const torch::Tensor& input) {
+  // The graph as traced, without TorchScript's profiling executor: that one profiles and, on CUDA,
+  // compiles fused kernels for every new input shape, and batches of 1..N images are new shapes
+  // (about a second per call on an H200 until each shape settled). Same API in LibTorch 1.13 and 2.x.
+  torch::jit::GraphOptimizerEnabledGuard no_profiling(false);
   std::vector<torch::jit::IValue> in{input};
   torch::jit::IValue out = net.module.forward(in);
   std::vector<torch::Tensor> tensors;
