@@ -112,7 +112,7 @@ struct PersonTracker::Impl {
     std::vector<detail::DetectorOutput> out;
     if (options.batch_networks) {
       STANDIN_ASSIGN_OR_RETURN(out, models->detect(inputs));
-      ++stats.detector_calls;
+      stats.detector_calls += models->batched() ? 1 : static_cast<int64_t>(inputs.size());
     } else {
       for (const auto& in : inputs) {
         STANDIN_ASSIGN_OR_RETURN(auto one, models->detect(in));
@@ -130,7 +130,7 @@ struct PersonTracker::Impl {
     std::vector<detail::LandmarkOutput> out;
     if (options.batch_networks) {
       STANDIN_ASSIGN_OR_RETURN(out, models->landmarks(crops, want_seg));
-      ++stats.landmark_calls;
+      stats.landmark_calls += models->batched() ? 1 : static_cast<int64_t>(crops.size());
     } else {
       for (const auto& c : crops) {
         STANDIN_ASSIGN_OR_RETURN(auto one, models->landmarks(c, want_seg));
