@@ -184,6 +184,11 @@ void read_constants(const json& root, VisionConfig& c) {
   }
 }
 
+// Batch sizes on CUDA (see VisionModels::Impl): the detector sees the whole frame plus up to ~7
+// tiles at once, the landmark model one crop per tracked person (4 by default).
+constexpr int kDetectorBucketCuda = 8;
+constexpr int kLandmarkBucketCuda = 4;
+
 // Images of one size -> [N, 3, H, W] float in [lo, hi] on `device` (one host-to-device copy).
 torch::Tensor to_input(const std::vector<cv::Mat>& images, float lo, float hi, const torch::Device& device) {
   CV_Assert(!images.empty());
@@ -239,7 +244,19 @@ struct VisionModels::Impl {
   int det_boxes = -1, det_scores = -1;
   int lm_landmarks = -1, lm_flag = -1, lm_seg = -1, lm_heatmap = -1;
   bool batched = false;  // both networks take several images per call (the load's dry run)
+  // On CUDA, batches are padded up to a multiple of these (repeating the last image): every new
+  // batch size is a new set of convolution shapes, and each set costs seconds of one-time set-up
+  // there, so a handful of fixed sizes, met first at load, beats exact sizes. 1 = no padding (CPU,
+  // where padding would be real work).
+  int detector_bucket = 1, landmark_bucket = 1;
 };
+
+// `inputs` padded to a multiple of `bucket` by repeating the last one.
+static std::vector<cv::Mat> padded(const std::vector<cv::Mat>& inputs, int bucket) {
+  std::vector<cv::Mat> out = inputs;
+  while (bucket > 1 && out.size() % static_cast<size_t>(bucket) != 0) out.push_back(inputs.back());
+  return out;
+}
 
 VisionModels::VisionModels(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 VisionModels::~VisionModels() = default;
@@ -370,18 +387,26 @@ Result<std::unique_ptr<VisionModels>> VisionModels::load(const std::string& dir_
     return Error::model(dir + ": dry run of the vision models failed (" + what + ")");
   }
   // Batch support (conversions before 2026-11-30 were batch 1 only): every output must come back
-  // with the input's batch of 2.
+  // with the input's batch. On CUDA the check runs at the padded batch sizes, which also makes
+  // their one-time set-up here rather than in the first frames.
+  const bool cuda = impl->device.is_cuda();
+  const int det_check = cuda ? kDetectorBucketCuda : 2, lm_check = cuda ? kLandmarkBucketCuda : 2;
   try {
     torch::InferenceMode guard;
-    auto batch_of_two = [&](Net& net, cv::Size size) {
-      auto outs = run(net, torch::zeros({2, 3, size.height, size.width}).to(impl->device));
+    auto takes_batch = [&](Net& net, cv::Size size, int n) {
+      auto outs = run(net, torch::zeros({n, 3, size.height, size.width}).to(impl->device));
       bool ok = !outs.empty();
-      for (const auto& t : outs) ok = ok && t.dim() >= 1 && t.size(0) == 2;
+      for (const auto& t : outs) ok = ok && t.dim() >= 1 && t.size(0) == n;
       return ok;
     };
-    impl->batched = batch_of_two(impl->detector, cfg.detector_size) && batch_of_two(impl->landmark, cfg.landmark_size);
+    impl->batched = takes_batch(impl->detector, cfg.detector_size, det_check) &&
+                    takes_batch(impl->landmark, cfg.landmark_size, lm_check);
   } catch (const std::exception&) {
     impl->batched = false;
+  }
+  if (impl->batched && cuda) {
+    impl->detector_bucket = kDetectorBucketCuda;
+    impl->landmark_bucket = kLandmarkBucketCuda;
   }
   if (!impl->batched) log::debug("vision: {} take one image per call (converted before batching worked)", dir);
   impl->description = "blazepose " + variant + " (" + dir + ", " + impl->device.str() + ")";
@@ -412,7 +437,8 @@ Result<std::vector<DetectorOutput>> VisionModels::detect(const std::vector<cv::M
   }
   try {
     torch::InferenceMode guard;
-    auto out = run(m.detector, to_input(inputs, m.config.detector_range_lo, m.config.detector_range_hi, m.device));
+    auto out = run(m.detector, to_input(padded(inputs, m.detector_bucket), m.config.detector_range_lo,
+                                        m.config.detector_range_hi, m.device));
     for (size_t n = 0; n < inputs.size(); ++n) {
       const auto b = out.at(m.det_boxes).select(0, static_cast<int64_t>(n)).contiguous();
       const auto s = out.at(m.det_scores).select(0, static_cast<int64_t>(n)).contiguous();
@@ -446,7 +472,8 @@ Result<std::vector<LandmarkOutput>> VisionModels::landmarks(const std::vector<cv
   }
   try {
     torch::InferenceMode guard;
-    auto out = run(m.landmark, to_input(crops, m.config.landmark_range_lo, m.config.landmark_range_hi, m.device));
+    auto out = run(m.landmark, to_input(padded(crops, m.landmark_bucket), m.config.landmark_range_lo,
+                                        m.config.landmark_range_hi, m.device));
     for (size_t n = 0; n < crops.size(); ++n) {
       auto item = [&](int index) { return out.at(index).select(0, static_cast<int64_t>(n)).contiguous(); };
       LandmarkOutput r;
