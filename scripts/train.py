@@ -78,6 +78,9 @@ def config_problem(cfg_train: Dict) -> Optional[str]:
         if not isinstance(repeats, int) or repeats < 1 or (repeats > 1 and s["name"] == "vae"):
             return (f"stage {s['name']}: sample_repeats must be a whole number >= 1, "
                     f"and 1 in the vae stage (its loss draws no noise), got {repeats!r}")
+        tw = s.get("temporal_weight", 0.0)
+        if not isinstance(tw, (int, float)) or tw < 0 or (tw > 0 and s["name"] != "video"):
+            return f"stage {s['name']}: temporal_weight must be a number >= 0, and only the video stage has frames to compare, got {tw!r}"
         try:
             stage_data_config(cfg_train, s)
         except (KeyError, TypeError) as e:
@@ -145,7 +148,8 @@ def measure_latent_scale(model: StandinModel, batches: Iterator[Dict], device, n
 # ----------------------------------------------------------------------------- one stage
 def diffusion_objective(model: StandinModel, scheduler_cfg: Dict, stage: Dict) -> DiffusionObjective:
     """The image or video stage's objective with the stage's settings (defaults as in the recipe)."""
-    return DiffusionObjective(model, scheduler_cfg, stage.get("reference_drop", 0.1), stage.get("outside_mask_weight", 0.25))
+    return DiffusionObjective(model, scheduler_cfg, stage.get("reference_drop", 0.1), stage.get("outside_mask_weight", 0.25),
+                              stage.get("temporal_weight", 0.0))
 
 
 def make_optimizer(params, lr: float, cuda: bool) -> torch.optim.Optimizer:

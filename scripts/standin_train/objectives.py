@@ -58,16 +58,24 @@ class DiffusionObjective(nn.Module):
     """v-prediction loss of the denoising UNet with every condition of the bundle.
 
     ``trainable`` chooses the stage: "image" (everything but the VAE and the motion modules) or
-    "video" (motion modules only, as the paper's second stage)."""
+    "video" (motion modules only, as the paper's second stage).
+
+    ``temporal_weight`` (clips only) adds the frame-to-frame differences of the predicted clean
+    latents against the true ones, weighted like the main loss: since the latents the prediction
+    implies differ from the truth by sqrt(1 - alpha) times its v error, this is that error's change
+    between neighbouring frames, weighted by the noise level. The plain loss lets each frame err on
+    its own; this term makes errors that stay put from frame to frame cheaper than errors that
+    flicker (docs/TRAINING.md "Where run 5's flicker comes from")."""
 
     def __init__(self, model: StandinModel, scheduler_cfg: Dict, reference_drop: float = 0.1,
-                 outside_mask_weight: float = 0.25):
+                 outside_mask_weight: float = 0.25, temporal_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.register_buffer("alphas_cumprod", make_alphas_cumprod(scheduler_cfg).float(), persistent=False)
         self.num_train_timesteps = int(scheduler_cfg["num_train_timesteps"])
         self.reference_drop = reference_drop
         self.outside_mask_weight = outside_mask_weight
+        self.temporal_weight = temporal_weight
         self.vae_scale = model.cfg.vae_scale_factor
         self.sf = model.cfg.vae.scaling_factor
 
@@ -114,7 +122,15 @@ class DiffusionObjective(nn.Module):
         pred = m.denoising_unet(sample, t, embed, cf(pose), refs, keep, objects).float()
         weight = self.outside_mask_weight + (1 - self.outside_mask_weight) * (cf(mask_lat) > 0).float()
         loss = (((pred - v) ** 2) * weight).mean() / weight.mean()
-        return {"loss": loss, "mse": ((pred - v) ** 2).mean().detach()}
+        out = {"loss": loss, "mse": ((pred - v) ** 2).mean().detach()}
+        if self.temporal_weight > 0 and Fr > 1:
+            x0_pred = a.sqrt() * xt - (1 - a).sqrt() * pred  # v-prediction -> clean latents
+            change_error = x0_pred.diff(dim=2) - x0.diff(dim=2)
+            w = torch.maximum(weight[:, :, 1:], weight[:, :, :-1])
+            temporal = ((change_error ** 2) * w).mean() / w.mean()
+            out["loss"] = loss + self.temporal_weight * temporal
+            out["temporal"] = temporal.detach()
+        return out
 
 
 def trainable_parameters(model: StandinModel, stage: str) -> List[nn.Parameter]:

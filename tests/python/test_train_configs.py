@@ -32,3 +32,12 @@ def test_the_check_names_the_stage_and_the_problem():
     unknown = copy.deepcopy(good)
     unknown["stages"][1]["name"] = "images"
     assert "'images'" in train.config_problem(unknown)
+    # the temporal term compares frames: video stage only, never negative
+    for stage_name, value in (("image", 0.5), ("video", -1.0), ("video", "1")):
+        bad = copy.deepcopy(good)
+        stage = next(s for s in bad["stages"] if s["name"] == stage_name)
+        stage["temporal_weight"] = value
+        assert "temporal_weight" in train.config_problem(bad), (stage_name, value)
+    fine = copy.deepcopy(good)
+    next(s for s in fine["stages"] if s["name"] == "video")["temporal_weight"] = 0.5
+    assert train.config_problem(fine) is None

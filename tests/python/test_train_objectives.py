@@ -68,6 +68,26 @@ def test_diffusion_loss_trains_the_stage(stage, frames, objects):
         assert not any(n.startswith(("vae.", "reference_unet.", "image_encoder.")) for n in got)
 
 
+def test_temporal_term_adds_the_frame_to_frame_error_of_the_clean_latents():
+    m = tiny_model()
+    trainable_parameters(m, "video")
+    b = batch(F=3)
+    plain = DiffusionObjective(m, DEFAULT)(b, use_objects=False, generator=torch.Generator().manual_seed(0))
+    assert "temporal" not in plain
+    obj = DiffusionObjective(m, DEFAULT, temporal_weight=0.5)
+    out = obj(b, use_objects=False, generator=torch.Generator().manual_seed(0))
+    # the same draws (same generator): the plain loss plus the weighted term
+    assert out["temporal"].item() > 0
+    assert torch.allclose(out["loss"], plain["loss"] + 0.5 * out["temporal"], rtol=1e-5)
+    assert torch.allclose(out["mse"], plain["mse"])
+    out["loss"].backward()
+    assert any("motion_modules" in n and "proj_out" in n and p.grad is not None and p.grad.abs().sum() > 0
+               for n, p in m.named_parameters())
+    # single frames have nothing to compare
+    single = obj(batch(F=1), use_objects=False, generator=torch.Generator().manual_seed(0))
+    assert "temporal" not in single
+
+
 def test_dropped_reference_is_the_unconditional_path():
     """With reference_drop 1 the loss must not depend on the reference at all."""
     m = tiny_model()
