@@ -184,10 +184,10 @@ void read_constants(const json& root, VisionConfig& c) {
   }
 }
 
-// Batch sizes on CUDA (see VisionModels::Impl): the detector sees the whole frame plus up to ~7
-// tiles at once, the landmark model one crop per tracked person (4 by default).
-constexpr int kDetectorBucketCuda = 8;
-constexpr int kLandmarkBucketCuda = 4;
+// Padded batch sizes (on CUDA; see VisionModels::Impl): the detector sees the whole frame plus up
+// to ~7 tiles at once, the landmark model one crop per tracked person (4 by default).
+constexpr int kDetectorBucket = 8;
+constexpr int kLandmarkBucket = 4;
 
 // Images of one size -> [N, 3, H, W] float in [lo, hi] on `device` (one host-to-device copy).
 torch::Tensor to_input(const std::vector<cv::Mat>& images, float lo, float hi, const torch::Device& device) {
@@ -278,7 +278,7 @@ std::string default_models_dir() {
 }
 
 Result<std::unique_ptr<VisionModels>> VisionModels::load(const std::string& dir_in, const std::string& variant,
-                                                         const std::string& device_name) {
+                                                         const std::string& device_name, int pad_batches) {
   const std::string dir = dir_in.empty() ? default_models_dir() : dir_in;
   auto impl = std::make_unique<Impl>();
   // Device
@@ -389,8 +389,8 @@ Result<std::unique_ptr<VisionModels>> VisionModels::load(const std::string& dir_
   // Batch support (conversions before 2026-11-30 were batch 1 only): every output must come back
   // with the input's batch. On CUDA the check runs at the padded batch sizes, which also makes
   // their one-time set-up here rather than in the first frames.
-  const bool cuda = impl->device.is_cuda();
-  const int det_check = cuda ? kDetectorBucketCuda : 2, lm_check = cuda ? kLandmarkBucketCuda : 2;
+  const bool pad = pad_batches < 0 ? impl->device.is_cuda() : pad_batches > 0;
+  const int det_check = pad ? kDetectorBucket : 2, lm_check = pad ? kLandmarkBucket : 2;
   try {
     torch::InferenceMode guard;
     auto takes_batch = [&](Net& net, cv::Size size, int n) {
@@ -404,9 +404,9 @@ Result<std::unique_ptr<VisionModels>> VisionModels::load(const std::string& dir_
   } catch (const std::exception&) {
     impl->batched = false;
   }
-  if (impl->batched && cuda) {
-    impl->detector_bucket = kDetectorBucketCuda;
-    impl->landmark_bucket = kLandmarkBucketCuda;
+  if (impl->batched && pad) {
+    impl->detector_bucket = kDetectorBucket;
+    impl->landmark_bucket = kLandmarkBucket;
   }
   if (!impl->batched) log::debug("vision: {} take one image per call (converted before batching worked)", dir);
   impl->description = "blazepose " + variant + " (" + dir + ", " + impl->device.str() + ")";

@@ -48,8 +48,9 @@ struct VisionConfig {
 class VisionModels {
  public:
   // Reads dir/vision.json, loads the detector and pose_landmark_<variant>, dry-runs both.
+  // pad_batches: -1 = on CUDA only (see detect/landmarks), 0 = never, 1 = always (tests).
   static Result<std::unique_ptr<VisionModels>> load(const std::string& dir, const std::string& variant,
-                                                    const std::string& device);
+                                                    const std::string& device, int pad_batches = -1);
   ~VisionModels();
 
   const VisionConfig& config() const;

@@ -367,7 +367,7 @@ Result<PersonTracker> PersonTracker::create(const std::string& models_dir, const
   at::globalContext().setFlushDenormal(true);
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  STANDIN_ASSIGN_OR_RETURN(impl->models, detail::VisionModels::load(models_dir, options.landmark_model, device));
+  STANDIN_ASSIGN_OR_RETURN(impl->models, detail::VisionModels::load(models_dir, options.landmark_model, device, options.pad_batches));
   impl->anchors = bp::generate_anchors(impl->models->config().anchors);
   return PersonTracker(std::move(impl));
 }

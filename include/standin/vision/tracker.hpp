@@ -42,6 +42,9 @@ struct TrackerOptions {
   // The detector's tiles and the landmarks of every tracked person in one network call each
   // (false: one image per call; results equal up to the summation order of batched kernels).
   bool batch_networks = true;
+  // Batches padded to fixed sizes (every new batch size costs seconds of one-time set-up on
+  // CUDA): -1 = on CUDA only, 0 = never, 1 = always.
+  int pad_batches = -1;
   double fps = 30.0;                   // for the smoothing filter
   int threads = 0;                     // torch intra-op threads, 0 = leave as is
 };
