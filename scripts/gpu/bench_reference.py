@@ -397,6 +397,12 @@ TARGETS = {
 }
 
 
+def analysis_run(rep, rep_warm):
+    """The `replace` run whose analysis counts: the warm one when it has one (the cold run may
+    share the machine with the background compile: bench.sh runs it while the compile warms up)."""
+    return rep_warm if (rep_warm or {}).get("seconds", {}).get("analysis") else rep
+
+
 def targets_table(rows, cpp, rep, compiled, fp8, projection, rep_warm=None):
     """One line per target of issue 11 from what this run measured; "not measured in this run"
     where its part was not run (another machine kind, a skipped phase). ``rep_warm``: a second
@@ -460,9 +466,7 @@ def targets_table(rows, cpp, rep, compiled, fp8, projection, rep_warm=None):
             + (")" if p["analysis_per_frame_s"] else "; analysis not measured)"), higher_is_better=False)
     else:
         put("frames_300", None, "not measured in this run")
-    # the warm run's analysis when there is one: the cold run may share the machine with the
-    # background compile (bench.sh runs it while the compile warms up)
-    a_rep = rep_warm if (rep_warm or {}).get("seconds", {}).get("analysis") else rep
+    a_rep = analysis_run(rep, rep_warm)
     a_s = (a_rep or {}).get("seconds", {}).get("analysis")
     if a_s:
         fps = a_rep["frames"] / a_s
@@ -650,7 +654,7 @@ def cmd_compare(a) -> int:
     if best and cr:
         w300 = len(RP.window_starts(300, int(cpp["settings"]["window"]), int(cpp["settings"]["overlap"])))
         per_frame_other = (cr["seconds"]["total"] - cr["seconds"]["denoise"]) / cr["frames"]
-        a_rep = rep_warm if rep_warm and "analysis" in rep_warm.get("seconds", {}) else rep
+        a_rep = analysis_run(rep, rep_warm)
         analysis_pf = (a_rep["seconds"]["analysis"] / a_rep["frames"]) if a_rep and "analysis" in a_rep.get("seconds", {}) else 0.0
         proj = w300 * cr["steps"] * best["s_per_window_step"] + 300 * (per_frame_other + analysis_pf)
         summary["projection_300"] = {"windows": w300, "s_per_window_step": best["s_per_window_step"],

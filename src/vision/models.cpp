@@ -184,6 +184,25 @@ void read_constants(const json& root, VisionConfig& c) {
   }
 }
 
+std::string first_line(const std::exception& e) {
+  std::string what = e.what();
+  if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+  return what;
+}
+
+// The inputs in one call of `call` when the networks take batches, else one call per input.
+template <class Out, class Call>
+Result<std::vector<Out>> in_calls(const std::vector<cv::Mat>& inputs, bool batched, Call&& call) {
+  if (inputs.empty()) return std::vector<Out>{};
+  if (batched || inputs.size() == 1) return call(inputs);
+  std::vector<Out> all;
+  for (const auto& one : inputs) {
+    STANDIN_ASSIGN_OR_RETURN(auto out, call(std::vector<cv::Mat>{one}));
+    all.push_back(std::move(out[0]));
+  }
+  return all;
+}
+
 // Padded batch sizes (on CUDA; see VisionModels::Impl): the detector sees the whole frame plus up
 // to ~7 tiles at once, the landmark model one crop per tracked person (4 by default).
 constexpr int kDetectorBucket = 8;
@@ -243,7 +262,7 @@ struct VisionModels::Impl {
   std::string description;
   int det_boxes = -1, det_scores = -1;
   int lm_landmarks = -1, lm_flag = -1, lm_seg = -1, lm_heatmap = -1;
-  bool batched = false;  // both networks take several images per call (the load's dry run)
+  bool batched = false;  // several images per call: asked for, and both networks take it (the load's dry run)
   // On CUDA, batches are padded up to a multiple of these (repeating the last image): every new
   // batch size is a new set of convolution shapes, and each set costs seconds of one-time set-up
   // there, so a handful of fixed sizes, met first at load, beats exact sizes. 1 = no padding (CPU,
@@ -263,6 +282,9 @@ VisionModels::~VisionModels() = default;
 const VisionConfig& VisionModels::config() const { return impl_->config; }
 const std::string& VisionModels::description() const { return impl_->description; }
 bool VisionModels::batched() const { return impl_->batched; }
+int64_t VisionModels::calls_for(size_t inputs) const {
+  return impl_->batched ? (inputs > 0 ? 1 : 0) : static_cast<int64_t>(inputs);
+}
 
 std::string default_models_dir() {
   if (const char* env = std::getenv("STANDIN_VISION_MODELS"); env && *env) return env;
@@ -278,7 +300,7 @@ std::string default_models_dir() {
 }
 
 Result<std::unique_ptr<VisionModels>> VisionModels::load(const std::string& dir_in, const std::string& variant,
-                                                         const std::string& device_name, int pad_batches) {
+                                                         const std::string& device_name, bool batch, int pad_batches) {
   const std::string dir = dir_in.empty() ? default_models_dir() : dir_in;
   auto impl = std::make_unique<Impl>();
   // Device
@@ -327,9 +349,7 @@ Result<std::unique_ptr<VisionModels>> VisionModels::load(const std::string& dir_
       net.module = torch::jit::load(net.path, impl->device);
       net.module.eval();
     } catch (const std::exception& e) {
-      std::string what = e.what();
-      if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
-      return Error::model(net.path + ": not a loadable TorchScript file (" + what + ")");
+      return Error::model(net.path + ": not a loadable TorchScript file (" + first_line(e) + ")");
     }
     return Status::success();
   };
@@ -382,134 +402,100 @@ Result<std::unique_ptr<VisionModels>> VisionModels::load(const std::string& dir_
       return Error::model(impl->landmark.path + ": outputs " + shapes + "do not match the landmark contract (195 landmarks, 1 pose flag)");
     }
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
-    return Error::model(dir + ": dry run of the vision models failed (" + what + ")");
+    return Error::model(dir + ": dry run of the vision models failed (" + first_line(e) + ")");
   }
   // Batch support (conversions before 2026-11-30 were batch 1 only): every output must come back
   // with the input's batch. On CUDA the check runs at the padded batch sizes, which also makes
   // their one-time set-up here rather than in the first frames.
   const bool pad = pad_batches < 0 ? impl->device.is_cuda() : pad_batches > 0;
   const int det_check = pad ? kDetectorBucket : 2, lm_check = pad ? kLandmarkBucket : 2;
-  try {
-    torch::InferenceMode guard;
-    auto takes_batch = [&](Net& net, cv::Size size, int n) {
+  auto takes_batch = [&](Net& net, cv::Size size, int n) {
+    try {
+      torch::InferenceMode guard;
       auto outs = run(net, torch::zeros({n, 3, size.height, size.width}).to(impl->device));
       bool ok = !outs.empty();
       for (const auto& t : outs) ok = ok && t.dim() >= 1 && t.size(0) == n;
       return ok;
-    };
-    impl->batched = takes_batch(impl->detector, cfg.detector_size, det_check) &&
-                    takes_batch(impl->landmark, cfg.landmark_size, lm_check);
-  } catch (const std::exception&) {
-    impl->batched = false;
-  }
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  impl->batched = batch && takes_batch(impl->detector, cfg.detector_size, det_check) &&
+                  takes_batch(impl->landmark, cfg.landmark_size, lm_check);
   if (impl->batched && pad) {
     impl->detector_bucket = kDetectorBucket;
     impl->landmark_bucket = kLandmarkBucket;
   }
-  if (!impl->batched) log::debug("vision: {} take one image per call (converted before batching worked)", dir);
+  if (batch && !impl->batched) log::debug("vision: {} take one image per call (converted before batching worked)", dir);
   impl->description = "blazepose " + variant + " (" + dir + ", " + impl->device.str() + ")";
   log::debug("vision: loaded {} (segmentation {}, heatmap {})", impl->description, impl->lm_seg >= 0, impl->lm_heatmap >= 0);
   return std::unique_ptr<VisionModels>(new VisionModels(std::move(impl)));
 }
 
-namespace {
-
-std::string first_line(const std::exception& e) {
-  std::string what = e.what();
-  if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
-  return what;
-}
-
-}  // namespace
-
 Result<std::vector<DetectorOutput>> VisionModels::detect(const std::vector<cv::Mat>& inputs) {
   Impl& m = *impl_;
-  std::vector<DetectorOutput> result;
-  if (inputs.empty()) return result;
-  if (inputs.size() > 1 && !m.batched) {
-    for (const auto& rgb : inputs) {
-      STANDIN_ASSIGN_OR_RETURN(auto one, detect(std::vector<cv::Mat>{rgb}));
-      result.push_back(std::move(one[0]));
+  return in_calls<DetectorOutput>(inputs, m.batched, [&](const std::vector<cv::Mat>& part) -> Result<std::vector<DetectorOutput>> {
+    try {
+      torch::InferenceMode guard;
+      auto out = run(m.detector, to_input(padded(part, m.detector_bucket), m.config.detector_range_lo,
+                                          m.config.detector_range_hi, m.device));
+      std::vector<DetectorOutput> result;
+      for (size_t n = 0; n < part.size(); ++n) {
+        const auto b = out.at(m.det_boxes).select(0, static_cast<int64_t>(n)).contiguous();
+        const auto s = out.at(m.det_scores).select(0, static_cast<int64_t>(n)).contiguous();
+        DetectorOutput d;
+        d.num_boxes = static_cast<int>(s.numel());
+        d.boxes.assign(b.data_ptr<float>(), b.data_ptr<float>() + b.numel());
+        d.scores.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
+        result.push_back(std::move(d));
+      }
+      return result;
+    } catch (const std::exception& e) {
+      return Error::runtime("pose detector failed: " + first_line(e));
     }
-    return result;
-  }
-  try {
-    torch::InferenceMode guard;
-    auto out = run(m.detector, to_input(padded(inputs, m.detector_bucket), m.config.detector_range_lo,
-                                        m.config.detector_range_hi, m.device));
-    for (size_t n = 0; n < inputs.size(); ++n) {
-      const auto b = out.at(m.det_boxes).select(0, static_cast<int64_t>(n)).contiguous();
-      const auto s = out.at(m.det_scores).select(0, static_cast<int64_t>(n)).contiguous();
-      DetectorOutput d;
-      d.num_boxes = static_cast<int>(s.numel());
-      d.boxes.assign(b.data_ptr<float>(), b.data_ptr<float>() + b.numel());
-      d.scores.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
-      result.push_back(std::move(d));
-    }
-    return result;
-  } catch (const std::exception& e) {
-    return Error::runtime("pose detector failed: " + first_line(e));
-  }
-}
-
-Result<DetectorOutput> VisionModels::detect(const cv::Mat& rgb) {
-  STANDIN_ASSIGN_OR_RETURN(auto out, detect(std::vector<cv::Mat>{rgb}));
-  return std::move(out[0]);
+  });
 }
 
 Result<std::vector<LandmarkOutput>> VisionModels::landmarks(const std::vector<cv::Mat>& crops, bool want_segmentation) {
   Impl& m = *impl_;
-  std::vector<LandmarkOutput> result;
-  if (crops.empty()) return result;
-  if (crops.size() > 1 && !m.batched) {
-    for (const auto& rgb : crops) {
-      STANDIN_ASSIGN_OR_RETURN(auto one, landmarks(std::vector<cv::Mat>{rgb}, want_segmentation));
-      result.push_back(std::move(one[0]));
-    }
-    return result;
-  }
-  try {
-    torch::InferenceMode guard;
-    auto out = run(m.landmark, to_input(padded(crops, m.landmark_bucket), m.config.landmark_range_lo,
-                                        m.config.landmark_range_hi, m.device));
-    for (size_t n = 0; n < crops.size(); ++n) {
-      auto item = [&](int index) { return out.at(index).select(0, static_cast<int64_t>(n)).contiguous(); };
-      LandmarkOutput r;
-      const auto lm = item(m.lm_landmarks);
-      r.landmarks.assign(lm.data_ptr<float>(), lm.data_ptr<float>() + lm.numel());
-      r.pose_flag = item(m.lm_flag).data_ptr<float>()[0];
-      if (m.config.pose_flag_sigmoid) r.pose_flag = 1.0f / (1.0f + std::exp(-r.pose_flag));
-      if (want_segmentation && m.lm_seg >= 0) {
-        const auto s = item(m.lm_seg);
-        const int h = static_cast<int>(s.size(s.dim() - 2)), w = static_cast<int>(s.size(s.dim() - 1));
-        cv::Mat seg(h, w, CV_32F, s.data_ptr<float>());
-        if (m.config.segmentation_sigmoid) {
-          cv::Mat e;
-          cv::exp(-seg, e);
-          r.segmentation = 1.0 / (1.0 + e);
-        } else {
-          r.segmentation = seg.clone();
+  return in_calls<LandmarkOutput>(crops, m.batched, [&](const std::vector<cv::Mat>& part) -> Result<std::vector<LandmarkOutput>> {
+    try {
+      torch::InferenceMode guard;
+      auto out = run(m.landmark, to_input(padded(part, m.landmark_bucket), m.config.landmark_range_lo,
+                                          m.config.landmark_range_hi, m.device));
+      std::vector<LandmarkOutput> result;
+      for (size_t n = 0; n < part.size(); ++n) {
+        auto item = [&](int index) { return out.at(index).select(0, static_cast<int64_t>(n)).contiguous(); };
+        LandmarkOutput r;
+        const auto lm = item(m.lm_landmarks);
+        r.landmarks.assign(lm.data_ptr<float>(), lm.data_ptr<float>() + lm.numel());
+        r.pose_flag = item(m.lm_flag).data_ptr<float>()[0];
+        if (m.config.pose_flag_sigmoid) r.pose_flag = 1.0f / (1.0f + std::exp(-r.pose_flag));
+        if (want_segmentation && m.lm_seg >= 0) {
+          const auto s = item(m.lm_seg);
+          const int h = static_cast<int>(s.size(s.dim() - 2)), w = static_cast<int>(s.size(s.dim() - 1));
+          cv::Mat seg(h, w, CV_32F, s.data_ptr<float>());
+          if (m.config.segmentation_sigmoid) {
+            cv::Mat e;
+            cv::exp(-seg, e);
+            r.segmentation = 1.0 / (1.0 + e);
+          } else {
+            r.segmentation = seg.clone();
+          }
         }
+        if (m.lm_heatmap >= 0) {
+          const auto hm = item(m.lm_heatmap);  // [39, h, w]
+          r.heatmap_h = static_cast<int>(hm.size(1));
+          r.heatmap_w = static_cast<int>(hm.size(2));
+          r.heatmap = cv::Mat(static_cast<int>(hm.size(0)), r.heatmap_h * r.heatmap_w, CV_32F, hm.data_ptr<float>()).clone();
+        }
+        result.push_back(std::move(r));
       }
-      if (m.lm_heatmap >= 0) {
-        const auto hm = item(m.lm_heatmap);  // [39, h, w]
-        r.heatmap_h = static_cast<int>(hm.size(1));
-        r.heatmap_w = static_cast<int>(hm.size(2));
-        r.heatmap = cv::Mat(static_cast<int>(hm.size(0)), r.heatmap_h * r.heatmap_w, CV_32F, hm.data_ptr<float>()).clone();
-      }
-      result.push_back(std::move(r));
+      return result;
+    } catch (const std::exception& e) {
+      return Error::runtime("pose landmark model failed: " + first_line(e));
     }
-    return result;
-  } catch (const std::exception& e) {
-    return Error::runtime("pose landmark model failed: " + first_line(e));
-  }
-}
-
-Result<LandmarkOutput> VisionModels::landmarks(const cv::Mat& rgb, bool want_segmentation) {
-  STANDIN_ASSIGN_OR_RETURN(auto out, landmarks(std::vector<cv::Mat>{rgb}, want_segmentation));
-  return std::move(out[0]);
+  });
 }
 
 }  // namespace standin::vision::detail

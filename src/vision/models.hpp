@@ -48,23 +48,24 @@ struct VisionConfig {
 class VisionModels {
  public:
   // Reads dir/vision.json, loads the detector and pose_landmark_<variant>, dry-runs both.
-  // pad_batches: -1 = on CUDA only (see detect/landmarks), 0 = never, 1 = always (tests).
+  // batch: several inputs in one network call where the models take it (TrackerOptions::
+  // batch_networks); pad_batches: -1 = on CUDA only (see detect/landmarks), 0 = never, 1 = always.
   static Result<std::unique_ptr<VisionModels>> load(const std::string& dir, const std::string& variant,
-                                                    const std::string& device, int pad_batches = -1);
+                                                    const std::string& device, bool batch = true,
+                                                    int pad_batches = -1);
   ~VisionModels();
 
   const VisionConfig& config() const;
   const std::string& description() const;
-  // rgb: CV_8UC3 at detector_size (already letterboxed).
-  Result<DetectorOutput> detect(const cv::Mat& rgb_input);
-  // rgb: CV_8UC3 at landmark_size (the ROI crop).
-  Result<LandmarkOutput> landmarks(const cv::Mat& rgb_crop, bool want_segmentation);
-  // Several inputs in one network call (one result per input, in order): on a GPU a call costs
-  // about the same for one image or a few. Models converted before batching worked (batch 1
-  // only, found by the dry run at load) run the inputs one by one instead.
+  // One result per input, in order. rgb_inputs: CV_8UC3 at detector_size (already letterboxed);
+  // rgb_crops: CV_8UC3 at landmark_size (the ROI crops). All in one network call when batched()
+  // (on a GPU a call costs about the same for one image or a few), else one call per input
+  // (batching off, or models converted before batching worked: batch 1 only, found at load).
   Result<std::vector<DetectorOutput>> detect(const std::vector<cv::Mat>& rgb_inputs);
   Result<std::vector<LandmarkOutput>> landmarks(const std::vector<cv::Mat>& rgb_crops, bool want_segmentation);
   bool batched() const;
+  // Network calls detect/landmarks make for this many inputs.
+  int64_t calls_for(size_t inputs) const;
 
   struct Impl;
 

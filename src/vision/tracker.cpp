@@ -106,40 +106,22 @@ struct PersonTracker::Impl {
     return out;
   }
 
-  // Network inputs, batched or one by one (TrackerOptions::batch_networks).
+  // Network calls, timed and counted (VisionModels batches them as TrackerOptions asked).
   Result<std::vector<detail::DetectorOutput>> run_detector(const std::vector<cv::Mat>& inputs) {
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<detail::DetectorOutput> out;
-    if (options.batch_networks) {
-      STANDIN_ASSIGN_OR_RETURN(out, models->detect(inputs));
-      stats.detector_calls += models->batched() ? 1 : static_cast<int64_t>(inputs.size());
-    } else {
-      for (const auto& in : inputs) {
-        STANDIN_ASSIGN_OR_RETURN(auto one, models->detect(in));
-        out.push_back(std::move(one));
-        ++stats.detector_calls;
-      }
-    }
+    STANDIN_ASSIGN_OR_RETURN(auto out, models->detect(inputs));
     stats.detector_s += seconds_since(t0);
     stats.detector_runs += static_cast<int64_t>(inputs.size());
+    stats.detector_calls += models->calls_for(inputs.size());
     return out;
   }
 
   Result<std::vector<detail::LandmarkOutput>> run_landmarks(const std::vector<cv::Mat>& crops, bool want_seg) {
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<detail::LandmarkOutput> out;
-    if (options.batch_networks) {
-      STANDIN_ASSIGN_OR_RETURN(out, models->landmarks(crops, want_seg));
-      stats.landmark_calls += models->batched() ? 1 : static_cast<int64_t>(crops.size());
-    } else {
-      for (const auto& c : crops) {
-        STANDIN_ASSIGN_OR_RETURN(auto one, models->landmarks(c, want_seg));
-        out.push_back(std::move(one));
-        ++stats.landmark_calls;
-      }
-    }
+    STANDIN_ASSIGN_OR_RETURN(auto out, models->landmarks(crops, want_seg));
     stats.landmark_s += seconds_since(t0);
     stats.landmark_runs += static_cast<int64_t>(crops.size());
+    stats.landmark_calls += models->calls_for(crops.size());
     return out;
   }
 
@@ -367,7 +349,8 @@ Result<PersonTracker> PersonTracker::create(const std::string& models_dir, const
   at::globalContext().setFlushDenormal(true);
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  STANDIN_ASSIGN_OR_RETURN(impl->models, detail::VisionModels::load(models_dir, options.landmark_model, device, options.pad_batches));
+  STANDIN_ASSIGN_OR_RETURN(impl->models, detail::VisionModels::load(models_dir, options.landmark_model, device,
+                                                                    options.batch_networks, options.pad_batches));
   impl->anchors = bp::generate_anchors(impl->models->config().anchors);
   return PersonTracker(std::move(impl));
 }
