@@ -83,7 +83,7 @@ def config_problem(cfg_train: Dict) -> Optional[str]:
             return f"stage {s['name']}: temporal_weight must be a number >= 0, and only the video stage has frames to compare, got {tw!r}"
         try:
             stage_data_config(cfg_train, s)
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             return f"stage {s['name']}: {e}"
     return None
 

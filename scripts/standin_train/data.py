@@ -10,7 +10,9 @@ One sample is a clip of F frames (F = 1 for the image stage) of one character id
 3. the F frames rendered straight at work resolution through the same crop (the camera is
    scaled and shifted, which is exactly a crop + resize of the source image), composited over
    the plate's crop (``to_work``);
-4. conditions: the training variant of the shape-agnostic mask (random blocks and rescale),
+4. conditions: the redraw region, by default the training variant of the shape-agnostic mask
+   (random blocks and rescale), for a share of clips replace's own regions (the inference
+   agnostic mask; the "tight" silhouette grown by a few pixels, the demo bundle's default),
    environment = frame x (1 - mask), pose map and skeleton depth map from the true keypoints
    (jittered and sometimes dropped like a tracker's), held objects as object masks (also
    joined into the redraw region, as ``--object-mask`` does);
@@ -48,6 +50,8 @@ class DataConfig:
     fov_deg: Tuple[float, float] = (15.0, 45.0)
     object_probability: float = 0.5           # use held objects as object masks (when any)
     inference_mask_probability: float = 0.2   # the inference agnostic mask instead of the training one
+    tight_mask_probability: float = 0.0       # replace's "tight" region (the silhouette, grown) instead of either
+    tight_dilate_px: Tuple[int, int] = (0, 2)  # how far the tight region is grown, work pixels (inclusive)
     keypoint_jitter: float = 0.01             # of the body height (tracker noise)
     keypoint_drop: float = 0.03               # a shown joint is hidden (score 0)
     depth_unknown_probability: float = 0.1    # depth map drawn as "unknown" (all 0.5)
@@ -57,6 +61,13 @@ class DataConfig:
     identity_reuse: float = 0.75              # draw from the last few identities (their textures are baked)
     identity_pool: int = 8
     body_hue_jitter: float = 0.05             # turns of hue shift of a body texture (0.5: any hue)
+
+    def __post_init__(self):
+        if not 0.0 <= self.tight_mask_probability <= 1.0:
+            raise ValueError(f"tight_mask_probability must be within 0..1, got {self.tight_mask_probability!r}")
+        lo, hi = self.tight_dilate_px
+        if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo <= hi):
+            raise ValueError(f"tight_dilate_px must be two whole numbers 0 <= low <= high, got {self.tight_dilate_px!r}")
 
     @classmethod
     def from_dict(cls, d: Dict) -> "DataConfig":
@@ -258,6 +269,9 @@ class SampleMaker:
                              azimuth, elevation, fov_work, roll)
         background = C.to_work(plate, g)
         use_objects = rng.random() < cfg.object_probability
+        # drawn only when asked for, so that configs without tight regions keep their samples
+        tight = cfg.tight_mask_probability > 0 and rng.random() < cfg.tight_mask_probability
+        tight_grow = int(rng.integers(cfg.tight_dilate_px[0], cfg.tight_dilate_px[1] + 1)) * ss if tight else 0
         agn_train = rng.random() >= cfg.inference_mask_probability
         block_lo = max(1, int(round(5 * s * ss)))
         block_hi = max(block_lo + 1, int(round(40 * s * ss)))
@@ -275,23 +289,25 @@ class SampleMaker:
             alpha = _area_down(alpha_big, ss).astype(np.float32)
             frame = np.clip(rgb + background.astype(np.float32) * (1 - alpha[..., None]) + 0.5, 0, 255).astype(np.uint8)
             char_big = (alpha_big > 0).astype(np.uint8) * 255
-            if agn_train:
-                agn = C.shape_agnostic_mask_training(char_big, np.random.default_rng(mask_seed),
-                                                     block_px=(block_lo, block_hi))
+            if tight:
+                region = C.redraw_region(char_big, "tight", tight_grow)
+            elif agn_train:
+                region = C.shape_agnostic_mask_training(char_big, np.random.default_rng(mask_seed),
+                                                        block_px=(block_lo, block_hi))
             else:
                 box = C.mask_bounding_box(char_big)
                 bh = max(1, int(round(10 * s * ss)))
-                agn = C.shape_agnostic_mask(char_big, box, max(1, box[3] // bh), max(1, box[2] // bh))
-            if dilate > 0:
-                agn = cv2.dilate(agn, C._ellipse_kernel(dilate))
+                region = C.shape_agnostic_mask(char_big, box, max(1, box[3] // bh), max(1, box[2] // bh))
+            if dilate > 0 and not tight:
+                region = cv2.dilate(region, C._ellipse_kernel(dilate))
             obj_work = np.zeros((H, W), np.float32)
             if use_objects and out.props_alpha is not None:
                 props_big = (out.props_alpha > 0.5).astype(np.uint8) * 255
                 if props_big.any():
                     any_objects = True
-                    agn |= cv2.dilate(props_big, C._ellipse_kernel(max(1, dilate)))
+                    region |= cv2.dilate(props_big, C._ellipse_kernel(max(1, dilate)))
                     obj_work = (_area_down(props_big, ss) > 127).astype(np.float32)
-            mask = (_max_down(agn, ss) > 0).astype(np.float32)
+            mask = (_max_down(region, ss) > 0).astype(np.float32)
             kp = self._tracker_like(rng, out.keypoints, ss)
             frames.append(frame)
             envs.append((C.to_m11(frame) * (1 - mask)[None]))

@@ -38,6 +38,10 @@ def test_the_check_names_the_stage_and_the_problem():
         stage = next(s for s in bad["stages"] if s["name"] == stage_name)
         stage["temporal_weight"] = value
         assert "temporal_weight" in train.config_problem(bad), (stage_name, value)
+    # data options with values out of range are caught as well as unknown ones
+    tight = copy.deepcopy(good)
+    tight["stages"][-1]["data"] = {"tight_mask_probability": 2.0}
+    assert "tight_mask_probability" in train.config_problem(tight)
     fine = copy.deepcopy(good)
     next(s for s in fine["stages"] if s["name"] == "video")["temporal_weight"] = 0.5
     assert train.config_problem(fine) is None

@@ -102,6 +102,27 @@ def test_samples_are_reproducible(assets):
         assert np.array_equal(a[k], b[k]), k
 
 
+def test_tight_regions_follow_the_silhouette(assets):
+    """tight_mask_probability 1: every clip's redraw region is replace's "tight" one, the character's
+    coverage grown by 0..2 work pixels, where the default regions are blocks reaching well past it."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))  # 3 px: the 2 px growth + coverage
+    tight_extra, default_extra = [], []
+    for seed in range(4):
+        s = draw(maker(assets, 3, object_probability=0.0, tight_mask_probability=1.0), seed)
+        char, mask = s["character"] > 0, s["mask"].astype(bool)
+        assert not np.any(char & ~mask)
+        near = np.stack([cv2.dilate(c.astype(np.uint8), kernel) > 0 for c in char])
+        assert not np.any(mask & ~near)
+        tight_extra.append((mask & ~char).sum() / char.sum())
+        d = draw(maker(assets, 3, object_probability=0.0), seed)
+        default_extra.append((d["mask"].astype(bool) & ~(d["character"] > 0)).sum() / (d["character"] > 0).sum())
+    assert np.mean(tight_extra) < 0.5 * np.mean(default_extra)
+    with pytest.raises(ValueError, match="tight_dilate_px"):
+        DataConfig(tight_dilate_px=(2, 1))
+    with pytest.raises(ValueError, match="tight_mask_probability"):
+        DataConfig(tight_mask_probability=1.5)
+
+
 def tiny_config(path, vae=3, image=3, video=2):
     cfg = {"model": "tiny", "seed": 1, "scheduler": SCHEDULER,
            "data": {"width": 64, "height": 96, "clip_size": 224},
