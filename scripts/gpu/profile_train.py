@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sdpa", default="default",
                     help="attention kernels to time, comma-separated: default (PyTorch's choice), cudnn, flash, "
                          "efficient, math (torch.nn.attention.sdpa_kernel; GPU only)")
+    ap.add_argument("--model", help="the model configuration to time instead of the config's (configs/models/NAME.json), "
+                                    "e.g. an architecture before training it")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     t_start = time.time()
@@ -89,7 +91,8 @@ def main(argv=None) -> int:
         pack, bg = tiny_assets(tmp)
         raw = one_batch(cfg_train, stage, a.render, pack, bg)
     base = to_tensors(raw, dev)
-    model = StandinModel(get_config(cfg_train["model"])).to(dev)
+    model_name = a.model or cfg_train["model"]
+    model = StandinModel(get_config(model_name)).to(dev)
     params = trainable_parameters(model, a.stage)
     objective = diffusion_objective(model, cfg_train["scheduler"], stage).to(dev)
     opt = make_optimizer(params, stage["lr"], cuda)
@@ -99,7 +102,7 @@ def main(argv=None) -> int:
     gen = torch.Generator(device=dev).manual_seed(0)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     frames = stage.get("frames", 1)
-    results = {"config": a.config, "stage": a.stage, "gpu": torch.cuda.get_device_name() if cuda else "cpu",
+    results = {"config": a.config, "model": model_name, "stage": a.stage, "gpu": torch.cuda.get_device_name() if cuda else "cpu",
                "torch": torch.__version__, "frames_per_sample": frames, "runs": [], "profile_top": {}}
     print(f"{results['gpu']}, torch {torch.__version__}, stage {a.stage}, {frames} frame(s) per sample, "
           f"set-up {time.time() - t_start:.0f} s", flush=True)

@@ -24,3 +24,11 @@ def test_smoke_run_times_each_batch_and_writes_the_table(tmp_path):
 def test_attention_kernel_choice_needs_a_gpu():
     with pytest.raises(SystemExit, match="needs a GPU"):
         profile_train.main(["--sdpa", "cudnn", "--batches", "1", "--steps", "1", "--render", "1"])
+
+
+def test_another_model_configuration_can_be_timed(tmp_path):
+    out = tmp_path / "profile.json"
+    assert profile_train.main(["--model", "demo-heads2", "--batches", "1", "--steps", "1", "--render", "1",
+                               "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["model"] == "demo-heads2" and len(result["runs"]) == 1
