@@ -305,7 +305,8 @@ class SampleMaker:
                 props_big = (out.props_alpha > 0.5).astype(np.uint8) * 255
                 if props_big.any():
                     any_objects = True
-                    region |= cv2.dilate(props_big, C._ellipse_kernel(max(1, dilate)))
+                    # grown like the region, as replace grows --object-mask by --mask-dilate
+                    region |= cv2.dilate(props_big, C._ellipse_kernel(tight_grow if tight else max(1, dilate)))
                     obj_work = (_area_down(props_big, ss) > 127).astype(np.float32)
             mask = (_max_down(region, ss) > 0).astype(np.float32)
             kp = self._tracker_like(rng, out.keypoints, ss)
