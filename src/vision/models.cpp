@@ -277,6 +277,30 @@ static std::vector<cv::Mat> padded(const std::vector<cv::Mat>& inputs, int bucke
   return out;
 }
 
+// Input n's slice of output `index` of a batched call.
+static torch::Tensor item(const std::vector<torch::Tensor>& outputs, int index, size_t n) {
+  return outputs.at(index).select(0, static_cast<int64_t>(n)).contiguous();
+}
+
+// One network over `inputs` (in_calls decides one call or one per input; a call's batch padded to
+// a multiple of `bucket`): `convert(outputs, n)` makes input n's result from its call's outputs.
+template <class Out, class Convert>
+static Result<std::vector<Out>> call_network(Net& net, const std::vector<cv::Mat>& inputs, bool batched, int bucket,
+                                             float lo, float hi, const torch::Device& device, const std::string& what,
+                                             Convert&& convert) {
+  return in_calls<Out>(inputs, batched, [&](const std::vector<cv::Mat>& part) -> Result<std::vector<Out>> {
+    try {
+      torch::InferenceMode guard;
+      const auto outputs = run(net, to_input(padded(part, bucket), lo, hi, device));
+      std::vector<Out> result;
+      for (size_t n = 0; n < part.size(); ++n) result.push_back(convert(outputs, n));
+      return result;
+    } catch (const std::exception& e) {
+      return Error::runtime(what + " failed: " + first_line(e));
+    }
+  });
+}
+
 VisionModels::VisionModels(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 VisionModels::~VisionModels() = default;
 const VisionConfig& VisionModels::config() const { return impl_->config; }
@@ -434,45 +458,31 @@ Result<std::unique_ptr<VisionModels>> VisionModels::load(const std::string& dir_
 
 Result<std::vector<DetectorOutput>> VisionModels::detect(const std::vector<cv::Mat>& inputs) {
   Impl& m = *impl_;
-  return in_calls<DetectorOutput>(inputs, m.batched, [&](const std::vector<cv::Mat>& part) -> Result<std::vector<DetectorOutput>> {
-    try {
-      torch::InferenceMode guard;
-      auto out = run(m.detector, to_input(padded(part, m.detector_bucket), m.config.detector_range_lo,
-                                          m.config.detector_range_hi, m.device));
-      std::vector<DetectorOutput> result;
-      for (size_t n = 0; n < part.size(); ++n) {
-        const auto b = out.at(m.det_boxes).select(0, static_cast<int64_t>(n)).contiguous();
-        const auto s = out.at(m.det_scores).select(0, static_cast<int64_t>(n)).contiguous();
+  return call_network<DetectorOutput>(
+      m.detector, inputs, m.batched, m.detector_bucket, m.config.detector_range_lo, m.config.detector_range_hi,
+      m.device, "pose detector", [&](const std::vector<torch::Tensor>& out, size_t n) {
+        const auto b = item(out, m.det_boxes, n);
+        const auto s = item(out, m.det_scores, n);
         DetectorOutput d;
         d.num_boxes = static_cast<int>(s.numel());
         d.boxes.assign(b.data_ptr<float>(), b.data_ptr<float>() + b.numel());
         d.scores.assign(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
-        result.push_back(std::move(d));
-      }
-      return result;
-    } catch (const std::exception& e) {
-      return Error::runtime("pose detector failed: " + first_line(e));
-    }
-  });
+        return d;
+      });
 }
 
 Result<std::vector<LandmarkOutput>> VisionModels::landmarks(const std::vector<cv::Mat>& crops, bool want_segmentation) {
   Impl& m = *impl_;
-  return in_calls<LandmarkOutput>(crops, m.batched, [&](const std::vector<cv::Mat>& part) -> Result<std::vector<LandmarkOutput>> {
-    try {
-      torch::InferenceMode guard;
-      auto out = run(m.landmark, to_input(padded(part, m.landmark_bucket), m.config.landmark_range_lo,
-                                          m.config.landmark_range_hi, m.device));
-      std::vector<LandmarkOutput> result;
-      for (size_t n = 0; n < part.size(); ++n) {
-        auto item = [&](int index) { return out.at(index).select(0, static_cast<int64_t>(n)).contiguous(); };
+  return call_network<LandmarkOutput>(
+      m.landmark, crops, m.batched, m.landmark_bucket, m.config.landmark_range_lo, m.config.landmark_range_hi,
+      m.device, "pose landmark model", [&](const std::vector<torch::Tensor>& out, size_t n) {
         LandmarkOutput r;
-        const auto lm = item(m.lm_landmarks);
+        const auto lm = item(out, m.lm_landmarks, n);
         r.landmarks.assign(lm.data_ptr<float>(), lm.data_ptr<float>() + lm.numel());
-        r.pose_flag = item(m.lm_flag).data_ptr<float>()[0];
+        r.pose_flag = item(out, m.lm_flag, n).data_ptr<float>()[0];
         if (m.config.pose_flag_sigmoid) r.pose_flag = 1.0f / (1.0f + std::exp(-r.pose_flag));
         if (want_segmentation && m.lm_seg >= 0) {
-          const auto s = item(m.lm_seg);
+          const auto s = item(out, m.lm_seg, n);
           const int h = static_cast<int>(s.size(s.dim() - 2)), w = static_cast<int>(s.size(s.dim() - 1));
           cv::Mat seg(h, w, CV_32F, s.data_ptr<float>());
           if (m.config.segmentation_sigmoid) {
@@ -484,18 +494,13 @@ Result<std::vector<LandmarkOutput>> VisionModels::landmarks(const std::vector<cv
           }
         }
         if (m.lm_heatmap >= 0) {
-          const auto hm = item(m.lm_heatmap);  // [39, h, w]
+          const auto hm = item(out, m.lm_heatmap, n);  // [39, h, w]
           r.heatmap_h = static_cast<int>(hm.size(1));
           r.heatmap_w = static_cast<int>(hm.size(2));
           r.heatmap = cv::Mat(static_cast<int>(hm.size(0)), r.heatmap_h * r.heatmap_w, CV_32F, hm.data_ptr<float>()).clone();
         }
-        result.push_back(std::move(r));
-      }
-      return result;
-    } catch (const std::exception& e) {
-      return Error::runtime("pose landmark model failed: " + first_line(e));
-    }
-  });
+        return r;
+      });
 }
 
 }  // namespace standin::vision::detail
