@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 from .scheduler import SAMPLERS
 
@@ -117,6 +117,9 @@ class ModelConfig:
     mask_mode: str = "agnostic"
     mask_dilate: int = 4
     mask_blocks: int = 0
+    # replace's compositing edge (--feather, source pixels); -1: replace's own rule (1 % of the
+    # source's short side), which suits block regions; a tight region wants a narrow edge
+    feather: int = -1
 
     @property
     def unet_in_channels(self) -> int:

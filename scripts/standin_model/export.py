@@ -221,7 +221,7 @@ def manifest(cfg: ModelConfig, model: StandinModel, name: str, dtype: str, weigh
         "scheduler": dict(scheduler or SCHEDULER),
         "defaults": {"steps": cfg.steps, "cfg": cfg.cfg, "window": cfg.window, "overlap": cfg.overlap,
                      "sampler": cfg.sampler, "mask_mode": cfg.mask_mode, "mask_dilate": cfg.mask_dilate,
-                     "mask_blocks": cfg.mask_blocks},
+                     "mask_blocks": cfg.mask_blocks, **({"feather": cfg.feather} if cfg.feather >= 0 else {})},
         "dry_run": dry_run_env(cfg),
         "weights": weights,
         "export": {"torch": torch.__version__, "attention": "sdpa" if HAS_SDPA else "math",

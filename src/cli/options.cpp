@@ -98,7 +98,7 @@ void add_generate_options(CLI::App& cmd, GenerateOptions& o, bool needs_source) 
                  "Grow the redraw region by this many source pixels (default: the bundle's; 4 unless it says)")
       ->check(CLI::Range(0, 1024));
   cmd.add_option("--feather", o.feather,
-                 "Compositing edge in source pixels: grow PX then blur (default: 1% of the short side; 0 = hard edge)")
+                 "Compositing edge in source pixels: grow PX then blur (default: the bundle's, else 1% of the short side; 0 = hard edge)")
       ->check(CLI::Range(0, 1024));
   cmd.add_option("--matte", o.matte, "Also write the generated character's alpha per frame here (.mkv, lossless FFV1)");
   cmd.add_option("--retarget", o.retarget,

@@ -45,7 +45,7 @@ struct GenerateOptions {
   std::string mask_mode;  // agnostic | tight | box; empty = the bundle's
   int mask_blocks = -1;   // < 0 = the bundle's
   int mask_dilate = -1;   // < 0 = the bundle's
-  int feather = -1;      // < 0 = 1 % of the frame's short side
+  int feather = -1;      // < 0 = the bundle's, else 1 % of the frame's short side
   std::string matte;     // --matte FILE.mkv
   int chain_frames = 0;
   std::string anchor_color = "off";  // on | off

@@ -361,6 +361,7 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
     r.opt(*d, "mask_mode", "defaults.mask_mode", c.defaults.mask_mode);
     r.opt(*d, "mask_dilate", "defaults.mask_dilate", c.defaults.mask_dilate);
     r.opt(*d, "mask_blocks", "defaults.mask_blocks", c.defaults.mask_blocks);
+    r.opt(*d, "feather", "defaults.feather", c.defaults.feather);
   }
   if (j.contains("dry_run")) {
     std::map<std::string, int64_t> dr;
@@ -415,6 +416,7 @@ Result<BundleConfig> BundleConfig::parse(const std::string& text, const std::str
            {"defaults.window", c.defaults.window, 1, 256},
            {"defaults.mask_dilate", c.defaults.mask_dilate, 0, 1024},
            {"defaults.mask_blocks", c.defaults.mask_blocks, 0, 1024},
+           {"defaults.feather", c.defaults.feather, -1, 1024},
        }) {
     if (!(value >= lo && value <= hi)) return out_of_range(key, value, lo, hi);  // NaN fails too
   }

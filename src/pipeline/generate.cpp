@@ -918,8 +918,9 @@ Status run_generate(const GenerateRequest& req) {
   // One framing per person for the whole clip, around everywhere the character goes.
   const cv::Rect2d frame_rect(0, 0, info.width, info.height);
   const std::string boxes_from = !req.mask.empty() ? req.mask : !req.poses.empty() ? req.poses : req.input;
-  const compose::FeatherOptions feather = req.feather >= 0 ? compose::FeatherOptions::with_width(req.feather)
-                                                           : compose::FeatherOptions::for_source({info.width, info.height});
+  const int feather_px = req.feather >= 0 ? req.feather : config.defaults.feather;
+  const compose::FeatherOptions feather = feather_px >= 0 ? compose::FeatherOptions::with_width(feather_px)
+                                                          : compose::FeatherOptions::for_source({info.width, info.height});
   std::vector<PersonPass> passes(analysis.people.size());
   for (size_t k = 0; k < passes.size(); ++k) {
     PersonTrack& person = analysis.people[k];

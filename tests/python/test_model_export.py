@@ -43,6 +43,9 @@ def test_manifest_defaults_come_from_the_config():
     cfg = get_config("tiny", mask_mode="tight", mask_dilate=1)
     d = manifest(cfg, build_random(cfg, exercise=False), "t", "float32", {"source": "random"})["defaults"]
     assert (d["mask_mode"], d["mask_dilate"], d["mask_blocks"]) == ("tight", 1, 0)  # replace's region
+    assert "feather" not in d  # replace's own edge unless the config sets one
+    cfg = get_config("tiny", feather=1)
+    assert manifest(cfg, build_random(cfg, exercise=False), "t", "float32", {"source": "random"})["defaults"]["feather"] == 1
 
 
 @pytest.mark.parametrize("env", [{"N": 3, "B": 2, "F": 3, "H": 64, "W": 48, "h": 8, "w": 6},

@@ -129,6 +129,9 @@ struct BundleConfig {
     std::string mask_mode = "agnostic";
     int mask_dilate = 4;
     int mask_blocks = 0;
+    // replace's compositing edge (--feather, source pixels); < 0 = replace's own rule (1 % of
+    // the source's short side), made for block regions; a tight region wants a narrow edge.
+    int feather = -1;
   } defaults;
 
   // Symbol values for the load-time dry run (model.json "dry_run"; defaults when absent).

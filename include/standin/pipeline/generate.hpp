@@ -57,7 +57,7 @@ struct GenerateRequest {
   std::string mask_mode;  // agnostic | tight | box (vision::MaskMode); empty = the bundle's
   int mask_blocks = -1;   // shape-agnostic blocks per box side, 0 = box side / 10; < 0 = the bundle's
   int mask_dilate = -1;   // redraw-region dilation, source pixels; < 0 = the bundle's
-  int feather = -1;      // compositing edge, source pixels; < 0 = 1 % of the short side
+  int feather = -1;      // compositing edge, source pixels; < 0 = the bundle's, else 1 % of the short side
   std::string matte;     // --matte FILE.mkv: the compositing alpha per output frame (FFV1, gray)
   int crf = 12;  // the whole frame is re-encoded: 12 keeps the background >= 45 dB PSNR (vtest: ~48)
   std::string preview;

@@ -103,6 +103,7 @@ TEST(BundleConfig, RedrawRegionDefaults) {
   EXPECT_EQ(c->defaults.mask_mode, "agnostic");
   EXPECT_EQ(c->defaults.mask_dilate, 4);
   EXPECT_EQ(c->defaults.mask_blocks, 0);
+  EXPECT_EQ(c->defaults.feather, -1);  // absent: replace's own edge for the source size
   auto j = good();
   j["defaults"]["mask_mode"] = "tight";
   j["defaults"]["mask_dilate"] = 1;
@@ -120,6 +121,17 @@ TEST(BundleConfig, RedrawRegionDefaults) {
   j["defaults"]["mask_dilate"] = 2;
   j["defaults"]["mask_blocks"] = 5000;
   expect_model_error(j, "defaults.mask_blocks 5000 is out of range");
+  j["defaults"]["mask_blocks"] = 0;
+  j["defaults"]["feather"] = 1;
+  auto narrow = parse(j);
+  ASSERT_TRUE(narrow.ok()) << narrow.error().message;
+  EXPECT_EQ(narrow->defaults.feather, 1);
+  j["defaults"]["feather"] = -2;
+  expect_model_error(j, "defaults.feather -2 is out of range");
+  j["defaults"]["feather"] = "wide";
+  auto typed = parse(j);
+  ASSERT_FALSE(typed.ok());
+  EXPECT_NE(typed.error().message.find("defaults.feather"), std::string::npos) << typed.error().message;
 }
 
 TEST(BundleConfig, RefusesBadManifests) {
