@@ -11,7 +11,9 @@ them in every frame; the metrics compare the output with the source over frames 
 training only as background plates, never as a character to draw.  Rows: each --bundle, and
 "background only" (the clean median plate pasted where the person's mask is, dilated by 8 px).
 Metrics as in scripts/evaluate.py (standin_train/evaluate.py) with the box = the target's
-tracked box (padded 4 px) per frame.  Writes OUT/results.json, OUT/table.md, OUT/contact_sheet.png.
+tracked box (padded 4 px) per frame.  Each output is written losslessly (--crf 0, unless
+--replace-args gives one): the background row never passes through a codec, so a lossy output
+would charge the model's row with x264's loss over the whole frame.  Writes OUT/results.json, OUT/table.md, OUT/contact_sheet.png.
 """
 from __future__ import annotations
 
@@ -56,6 +58,14 @@ def read_video(path: str) -> np.ndarray:
     if r.returncode != 0 or not r.stdout:
         raise RuntimeError(f"{path}: no frames ({r.stderr.decode(errors='replace').strip()[-300:]})")
     return np.frombuffer(r.stdout, np.uint8).reshape(-1, h, w, 3).copy()
+
+
+def replace_command(standin: str, clip: str, reference: str, out: str, bundle: str, track: int,
+                    metrics_path: str, crf: int, extra: list) -> list:
+    """`standin replace` for one bundle's row; the output quality is `crf` unless `extra` sets it."""
+    cmd = [standin, "-y", "replace", "-i", clip, "-r", reference, "-o", out, "--bundle", bundle,
+           "--person", str(track), "--metrics", metrics_path]
+    return cmd + ([] if "--crf" in extra else ["--crf", str(crf)]) + extra
 
 
 def median_plate(path: str, n: int = 100) -> np.ndarray:
@@ -127,6 +137,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lead", type=int, default=30, help="frames between the reference and the evaluated part")
     ap.add_argument("--standin", default=os.path.join(ROOT, "build", "standin"))
     ap.add_argument("--replace-args", default="", help="extra arguments for `standin replace` (e.g. '--steps 10')")
+    ap.add_argument("--crf", type=int, default=0,
+                    help="x264 quality of each replaced video; 0 (lossless, the default) keeps the codec out of "
+                         "the numbers, as the background row is never encoded")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     log = lambda m: print(m, flush=True)  # noqa: E731
@@ -158,13 +171,13 @@ def main(argv=None) -> int:
     cv2.imwrite(reference, cv2.cvtColor(src[0, y0:y1, x0:x1], cv2.COLOR_RGB2BGR))
 
     rows, outputs = {}, {}
+    extra = args.replace_args.split()
     for bundle in args.bundle:
         name = os.path.basename(os.path.normpath(bundle))
         out = os.path.join(args.out, f"out_{name}.mp4")
         t0 = time.time()
-        run([args.standin, "-y", "replace", "-i", clip, "-r", reference, "-o", out, "--bundle", bundle,
-             "--person", str(track), "--metrics", os.path.join(args.out, f"metrics_{name}.json")]
-            + args.replace_args.split(), log)
+        run(replace_command(args.standin, clip, reference, out, bundle, track,
+                            os.path.join(args.out, f"metrics_{name}.json"), args.crf, extra), log)
         outputs[name] = read_video(out)
         rows[name] = dict(metrics(outputs[name], src, boxes, args.lead), seconds=time.time() - t0)
         log(f"{name}: {json.dumps({k: round(v, 3) for k, v in rows[name].items()})}")

@@ -48,3 +48,10 @@ def test_read_video_converts_with_the_tagged_matrix(tmp_path):
         assert frames.shape[1:] == (48, 64, 3) and len(frames) >= 1
         err = abs(frames[0, 24, 32].astype(int) - colour).max()
         assert err <= 2, (matrix, frames[0, 24, 32], colour)
+
+
+def test_outputs_are_lossless_unless_the_extra_arguments_say_otherwise():
+    cmd = evaluate_real.replace_command("standin", "c.mp4", "r.png", "o.mp4", "models/demo", 3, "m.json", 0, ["--steps", "2"])
+    assert cmd[cmd.index("--crf") + 1] == "0" and cmd[-2:] == ["--steps", "2"] and cmd[cmd.index("--person") + 1] == "3"
+    cmd = evaluate_real.replace_command("standin", "c.mp4", "r.png", "o.mp4", "models/demo", 3, "m.json", 0, ["--crf", "12"])
+    assert cmd.count("--crf") == 1 and cmd[cmd.index("--crf") + 1] == "12"
