@@ -32,10 +32,13 @@ def test_known_sizes():
     tiny, sd15, demo = C.get_config("tiny"), C.get_config("sd15"), C.get_config("demo")
     assert (tiny.width, tiny.height, tiny.unet.block_out_channels) == (64, 96, (32, 64))
     assert sd15.unet.block_out_channels == (320, 640, 1280, 1280) and sd15.clip.hidden_size == 1024
-    assert (demo.vae_scale_factor, demo.pose_modulation, demo.cfg) == (4, True, 2.5)
-    # The shipped model samples with DPM-Solver++ 2M (docs/TRAINING.md "Run 2": as good at 8 steps
-    # as DDIM at 20 on the held-out clips); the sampler travels into model.json's defaults.
-    assert (demo.sampler, tiny.sampler) == ("dpmpp_2m", "ddim")
+    assert (demo.vae_scale_factor, demo.pose_modulation) == (4, True)
+    # The shipped model takes one step without guidance (docs/TRAINING.md "One step, no guidance":
+    # ahead of 2-8 steps and of CFG 2.5 on every held-out column); the sampler (DPM-Solver++ 2M
+    # since "Run 2") still travels into model.json's defaults for --steps above 1.
+    assert (demo.steps, demo.cfg, demo.sampler, tiny.sampler) == (1, 1.0, "dpmpp_2m", "ddim")
+    # ... and composites through a 1 px edge; the others keep replace's own (docs/BUNDLE.md)
+    assert (demo.feather, tiny.feather, sd15.feather) == (1, -1, -1)
     # replace redraws only around the person with the shipped model (docs/TRAINING.md "Run 5");
     # the others keep the paper's shape-agnostic blocks
     assert (demo.mask_mode, tiny.mask_mode, sd15.mask_mode) == ("tight", "agnostic", "agnostic")

@@ -27,6 +27,8 @@ assert m["settings"]["sampler"] == "dpmpp_2m" and m["frames"] == 30, (m["frames"
 d = json.load(open(os.path.join(want, "model.json")))["defaults"]
 got = tuple(m["settings"][k] for k in ("mask_mode", "mask_dilate", "mask_blocks"))
 assert got == (d["mask_mode"], d["mask_dilate"], d["mask_blocks"]) and d["mask_mode"] == "tight", (got, d)
+# ... and so is the compositing edge (demo: 1 px, docs/TRAINING.md "Run 7")
+assert m["settings"]["feather"][0] == d["feather"] == 1, (m["settings"]["feather"], d)
 print(*m["crop"])
 PY
 ) || fail "metrics.json: $(cat metrics.json)"
