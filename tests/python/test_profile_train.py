@@ -28,7 +28,7 @@ def test_attention_kernel_choice_needs_a_gpu():
 
 def test_another_model_configuration_can_be_timed(tmp_path):
     out = tmp_path / "profile.json"
-    assert profile_train.main(["--model", "demo-heads2", "--batches", "1", "--steps", "1", "--render", "1",
+    assert profile_train.main(["--model", "demo-run1", "--batches", "1", "--steps", "1", "--render", "1",
                                "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["model"] == "demo-heads2" and len(result["runs"]) == 1
+    assert result["model"] == "demo-run1" and len(result["runs"]) == 1
