@@ -36,11 +36,13 @@ Status run_models(const CommandLine& line) {
       if (first_failure.ok()) first_failure = config.error();
       continue;
     }
-    std::printf("%-28s %-8s %-8s %dx%d  %s %d steps  cfg %.1f  window %d/%d  region %s+%dpx  modules %zu\n", dir.c_str(),
-                config->name.c_str(), config->dtype.c_str(), config->width, config->height,
+    // the compositing edge: the bundle's, or replace's rule for the source size ("auto")
+    const std::string edge = config->defaults.feather >= 0 ? std::to_string(config->defaults.feather) + "px" : "auto";
+    std::printf("%-28s %-8s %-8s %dx%d  %s %d steps  cfg %.1f  window %d/%d  region %s+%dpx  edge %s  modules %zu\n",
+                dir.c_str(), config->name.c_str(), config->dtype.c_str(), config->width, config->height,
                 config->defaults.sampler.c_str(), config->defaults.steps, config->defaults.cfg,
                 config->defaults.window, config->defaults.overlap, config->defaults.mask_mode.c_str(),
-                config->defaults.mask_dilate, config->modules.size());
+                config->defaults.mask_dilate, edge.c_str(), config->modules.size());
     if (o.verify) {
       diffusion::LoadOptions load_options;
       load_options.remember_verified = false;  // --verify always hashes every file again

@@ -32,6 +32,9 @@ assert m["settings"]["feather"][0] == d["feather"] == 1, (m["settings"]["feather
 print(*m["crop"])
 PY
 ) || fail "metrics.json: $(cat metrics.json)"
+# `standin models` lists the same defaults
+listing=$("$standin" models "$source_dir/models/demo") || fail "models exited $?"
+[[ $listing == *"1 steps  cfg 1.0"*"region tight+1px  edge 1px"* ]] || fail "models listing: $listing"
 read -r x y w h <<<"$crop"
 # The generation crop as a mask video: inside it the pedestrian is redrawn, outside nothing may change.
 ffmpeg -v error -y -f lavfi -i "color=black:s=768x576:r=10:d=3,drawbox=x=$x:y=$y:w=$w:h=$h:color=white:t=fill" \
