@@ -65,7 +65,8 @@ def replace_command(standin: str, clip: str, reference: str, out: str, bundle: s
     """`standin replace` for one bundle's row; the output quality is `crf` unless `extra` sets it."""
     cmd = [standin, "-y", "replace", "-i", clip, "-r", reference, "-o", out, "--bundle", bundle,
            "--person", str(track), "--metrics", metrics_path]
-    return cmd + ([] if "--crf" in extra else ["--crf", str(crf)]) + extra
+    sets_crf = any(a == "--crf" or a.startswith("--crf=") for a in extra)  # CLI11 takes both spellings
+    return cmd + ([] if sets_crf else ["--crf", str(crf)]) + extra
 
 
 def median_plate(path: str, n: int = 100) -> np.ndarray:

@@ -55,3 +55,5 @@ def test_outputs_are_lossless_unless_the_extra_arguments_say_otherwise():
     assert cmd[cmd.index("--crf") + 1] == "0" and cmd[-2:] == ["--steps", "2"] and cmd[cmd.index("--person") + 1] == "3"
     cmd = evaluate_real.replace_command("standin", "c.mp4", "r.png", "o.mp4", "models/demo", 3, "m.json", 0, ["--crf", "12"])
     assert cmd.count("--crf") == 1 and cmd[cmd.index("--crf") + 1] == "12"
+    cmd = evaluate_real.replace_command("standin", "c.mp4", "r.png", "o.mp4", "models/demo", 3, "m.json", 0, ["--crf=12"])
+    assert "--crf" not in cmd and cmd[-1] == "--crf=12"
